@@ -1,0 +1,15 @@
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+COPY pyproject.toml requirements.lock README.md ./
+COPY rag_site rag_site
+COPY knowledge knowledge
+COPY retrieval retrieval
+COPY generation generation
+RUN pip install --no-cache-dir -c requirements.lock .
+COPY . .
+RUN useradd --create-home app && mkdir -p /data && chown app /data
+USER app
+EXPOSE 8000
+CMD ["gunicorn", "rag_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4"]
