@@ -1,0 +1,591 @@
+"""Turn an uploaded file (PDF, DOCX, HTML, Markdown or plain text) into text sections.
+
+detect_file_type() judges the content first and the file name only as a hint; parse_document()
+returns a ParsedDocument or raises a ParseError subclass whose message can be shown to a user.
+Library exceptions are logged here and never escape raw. PDFs are read with pypdf; pdfium
+takes over for files pypdf cannot open and for pages where pypdf finds nothing or mojibake.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+import zipfile
+from collections.abc import Callable
+from functools import lru_cache
+from io import BytesIO
+from pathlib import PureWindowsPath
+
+import charset_normalizer
+import docx
+import pypdfium2
+from bs4 import BeautifulSoup, NavigableString, Tag
+from docx.table import Table
+from pypdf import PasswordType, PdfReader
+from pypdf.errors import DependencyError
+
+from retrieval.errors import (
+    CorruptDocumentError,
+    EmptyDocumentError,
+    MissingDependencyError,
+    NoTextLayerError,
+    ParseError,
+    PasswordRequiredError,
+    UnsupportedTypeError,
+    WrongPasswordError,
+)
+from retrieval.types import ParsedDocument, Section
+
+logger = logging.getLogger(__name__)
+
+PageReader = Callable[[int], str | None]  # page number -> clean text; "" when none, None on failure
+
+_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF87a", "a GIF image"),
+    (b"GIF89a", "a GIF image"),
+    (b"II*\x00", "a TIFF image"),
+    (b"MM\x00*", "a TIFF image"),
+    (b"MZ\x90\x00", "a Windows program"),
+    (b"\x7fELF", "a Linux program"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"\xd0\xcf\x11\xe0", "an old Office file (.doc, .xls, .ppt); save it as .docx or PDF"),
+)
+_PDF_MAGIC = re.compile(rb"%PDF-\d")
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe\x00\x00", "utf-32"),
+    (b"\x00\x00\xfe\xff", "utf-32"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+)
+_HTML_START = re.compile(
+    r"(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<(!doctype\s+html|html[\s>])", re.I | re.S
+)
+_HTML_CLOSING_TAG = re.compile(r"</(p|div|span|a|li|td|tr|h[1-6]|ul|ol|table|section)>", re.I)
+_MARKDOWN_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.M)
+_MARKDOWN_FEATURE = re.compile(
+    r"^ {0,3}(```|~~~)|^[ \t]*[-*+][ \t]+\S|\[[^\]\n]+\]\([^)\s]+\)|\*\*[^*\n]+\*\*", re.M
+)
+_ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_LINE_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x85\u2028\u2029]")
+_INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\ufeff\ufffe\uffff\ud800-\udfff]")
+_FILENAME_LIKE = re.compile(r"\.(pdf|docx?|txt|rtf|odt|tex|dvi|ps|indd|html?|xlsx?|pptx?)$", re.I)
+_CJK_SCRIPT = re.compile(r"CJK|HIRAGANA|KATAKANA(-HIRAGANA)?|IDEOGRAPHIC|HANGUL|BOPOMOFO|\w+WIDTH")
+_HTML_HEADINGS = {f"h{level}": level for level in range(1, 7)}
+_HTML_BLOCK = re.compile(
+    r"p|div|section|article|main|header|footer|aside|li|[uo]l|d[ltd]|table|tr|br|hr|pre|blockquote"
+)
+_PDF_UNREADABLE = "The PDF is truncated or damaged and could not be read."
+_PDF_PASSWORD_REQUIRED = "This PDF is password-protected; give its password to ingest it."
+_PDF_WRONG_PASSWORD = "The password given does not open this PDF."
+_DOCX_DAMAGED = "The Word document is damaged and could not be read."
+
+
+def detect_file_type(data: bytes, filename: str = "") -> str:
+    """Return "pdf", "docx", "html", "markdown" or "text", judged from the content first."""
+    return _sniff(data, filename)[0]
+
+
+def parse_document(data: bytes, filename: str = "", password: str | None = None) -> ParsedDocument:
+    """Extract a file's text as sections; raise a ParseError subclass when that is impossible."""
+    try:
+        file_type, text = _sniff(data, filename)
+        if file_type == "pdf":
+            return _parse_pdf(data, filename, password)
+        if file_type == "docx":
+            return _parse_docx(data, filename)
+        parser = {"html": _parse_html, "markdown": _parse_markdown, "text": _parse_text}[file_type]
+        return parser(text or "", filename)
+    except (ParseError, MemoryError):
+        raise
+    except Exception as error:
+        logger.exception("Unexpected failure while parsing %r", filename)
+        raise CorruptDocumentError("The file could not be read: it may be damaged.") from error
+
+
+# Type detection and decoding
+
+
+def _sniff(data: bytes, filename: str) -> tuple[str, str | None]:
+    """Detect the file type; for text-like files also return the decoded text."""
+    if not data:
+        raise EmptyDocumentError("The file is empty.")
+    if _PDF_MAGIC.search(data[:1024]):
+        return "pdf", None
+    if data.startswith(b"PK\x03\x04"):
+        return _zip_type(data, filename), None
+    kind = next((kind for magic, kind in _MAGIC if data.startswith(magic)), None)
+    if kind is None and b"\x00" in data[:8192] and not _unicode_codec(data):
+        kind = "binary data"
+    text = "" if kind else _decode_text(data)
+    controls = sum(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in text[:8192])
+    if kind or controls > 0.1 * len(text[:8192]):
+        kind = kind or "binary data"
+        raise UnsupportedTypeError(f"The file looks like {kind}, not a document we can read.")
+    return _text_kind(text, filename), text
+
+
+def _zip_type(data: bytes, filename: str) -> str:
+    """Return "docx" for a Word document; reject any other zip archive."""
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        logger.warning("Unreadable zip archive %r: %s", filename, error)
+        if b"word/document.xml" in data or filename.lower().endswith(".docx"):
+            raise CorruptDocumentError(_DOCX_DAMAGED) from error
+        raise UnsupportedTypeError("The file is a damaged zip archive, not a document.") from error
+    if "word/document.xml" not in names:
+        raise UnsupportedTypeError("The file is a zip archive, not a Word document.")
+    return "docx"
+
+
+def _unicode_codec(data: bytes) -> str | None:
+    """Return the codec a byte order mark, or the NUL-byte pattern of UTF-16, reveals."""
+    codec = next((codec for bom, codec in _BOMS if data.startswith(bom)), None)
+    sample = data[:4096]
+    even, odd, half = sample[0::2].count(0), sample[1::2].count(0), max(len(sample) // 2, 1)
+    if codec is None and odd > 0.3 * half and even < 0.02 * half:
+        codec = "utf-16-le"
+    if codec is None and even > 0.3 * half and odd < 0.02 * half:
+        codec = "utf-16-be"
+    return codec
+
+
+def _decode_text(data: bytes) -> str:
+    """Decode text: BOM or UTF-16 pattern first, then UTF-8, then charset-normalizer's guess."""
+    codec = _unicode_codec(data)
+    if codec is None:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            codec = _guessed_codec(data)
+    try:
+        return data.decode(codec or "unknown")
+    except (UnicodeDecodeError, LookupError) as error:
+        raise UnsupportedTypeError("The file's text encoding could not be recognised.") from error
+
+
+def _guessed_codec(data: bytes) -> str | None:
+    """Ask charset-normalizer for the encoding, preferring cp1252 among equally clean candidates."""
+    matches = charset_normalizer.from_bytes(data)
+    best = matches.best()
+    if best is None:
+        return None
+    calmest = [match for match in matches if match.chaos <= best.chaos]
+    if any("cp1252" in match.could_be_from_charset for match in calmest):
+        try:
+            data.decode("cp1252")
+            return "cp1252"
+        except UnicodeDecodeError:
+            pass
+    return best.encoding
+
+
+def _text_kind(text: str, filename: str) -> str:
+    """Tell HTML, Markdown and plain text apart."""
+    head, sample = text[:4096].lstrip(), text[:65536]
+    suffix = PureWindowsPath(filename).suffix.lower()
+    if _HTML_START.match(head):
+        return "html"
+    if suffix in (".md", ".markdown"):
+        return "markdown"
+    tags = len(_HTML_CLOSING_TAG.findall(sample))
+    if tags >= 5 or re.search(r"<body[\s>]", head, re.I) or (tags and suffix in (".html", ".htm")):
+        return "html"
+    headings = len(_MARKDOWN_HEADING.findall(sample))
+    if headings >= 2 or (headings and _MARKDOWN_FEATURE.search(sample)):
+        return "markdown"
+    return "text"
+
+
+# Clean-up, titles and sections
+
+
+def _clean_text(text: str, keep_indent: bool = False) -> str:
+    """Normalise Unicode (NFKC), drop control characters, collapse runs of spaces and blanks."""
+    text = unicodedata.normalize("NFKC", _INVISIBLE.sub("", _LINE_BREAKS.sub("\n", text)))
+    lines = []
+    for line in text.split("\n"):
+        words = " ".join(line.split())
+        indent = line[: len(line) - len(line.lstrip(" \t"))] if keep_indent and words else ""
+        lines.append(indent + words)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+
+
+def _title(filename: str, *candidates: object) -> str:
+    """Pick the first sensible candidate (not a file name or placeholder), else the file's stem."""
+    for candidate in candidates:
+        title = " ".join(_clean_text(str(candidate or "")).split())
+        placeholder = _FILENAME_LIKE.search(title) or title.lower() in {"untitled", "document"}
+        if 3 <= len(title) <= 200 and any(char.isalpha() for char in title) and not placeholder:
+            return title
+    return PureWindowsPath(filename).stem or "Untitled document"
+
+
+class _SectionBuilder:
+    """Collects text into sections, starting a new section at each heading."""
+
+    def __init__(self, keep_indent: bool = False) -> None:
+        self.sections: list[Section] = []
+        self.first_heading: str | None = None
+        self._headings: list[tuple[int, str]] = []
+        self._parts: list[str] = []
+        self._keep_indent = keep_indent
+
+    def write(self, text: str) -> None:
+        """Append text to the current line."""
+        self._parts.append(text)
+
+    def newline(self) -> None:
+        """End the current line, unless it is already ended."""
+        if self._parts and not self._parts[-1].endswith("\n"):
+            self._parts.append("\n")
+
+    def add_line(self, text: str) -> None:
+        """Append text as a line of its own."""
+        self.newline()
+        self._parts += [text, "\n"]
+
+    def heading(self, level: int, text: str) -> None:
+        """Close the current section and open one under a heading of this level (1 is outermost)."""
+        text = " ".join(_clean_text(text).split())
+        if text:
+            self.flush()
+            self._headings = [(kept, name) for kept, name in self._headings if kept < level]
+            self._headings.append((level, text))
+            self.first_heading = self.first_heading or text
+            self.add_line(text)
+
+    def flush(self) -> None:
+        """Turn the text collected so far into a section, if it holds any."""
+        text = _clean_text("".join(self._parts), self._keep_indent)
+        self._parts = []
+        if text.strip():
+            self.sections.append(Section(text, None, tuple(name for _, name in self._headings)))
+
+    def document(self, file_type: str, filename: str, *titles: object) -> ParsedDocument:
+        """Finish: return the parsed document, or raise EmptyDocumentError when it holds no text."""
+        self.flush()
+        if not self.sections:
+            raise EmptyDocumentError("The document holds no text.")
+        title = _title(filename, *titles, self.first_heading)
+        return ParsedDocument(file_type, title, self.sections)
+
+
+# Mojibake detection
+
+
+@lru_cache(maxsize=8192)
+def _script(char: str) -> str | None:
+    """Name a letter's script: "?" for unassigned or private-use code points, None if no letter."""
+    category = unicodedata.category(char)
+    if category in ("Cn", "Co", "Cs") or char == "\ufffd":
+        return "?"
+    if category[0] not in "LM":
+        return None
+    word = "LATIN" if char < "\x80" else unicodedata.name(char, "?").split(" ", 1)[0]
+    if word in ("COMBINING", "MODIFIER", "VARIATION"):
+        return None
+    return "CJK" if _CJK_SCRIPT.fullmatch(word) else word
+
+
+def _looks_garbled(text: str) -> bool:
+    """Tell whether text is mojibake from fonts without a Unicode mapping.
+
+    Real text changes script between words, rarely inside one, and then mixes two scripts at most
+    (Latin in Japanese, Greek in formulas). Mojibake hops between several unrelated scripts from
+    letter to letter, or consists mostly of unassigned and private-use code points.
+    """
+    odd = letters = pairs = switches = 0
+    mixed: set[str] = set()
+    for word in text.split():
+        previous = None
+        for script in map(_script, word):
+            odd += script == "?"
+            if script and script != "?":
+                letters += 1
+                pairs += previous is not None
+                if previous and script != previous:
+                    switches += 1
+                    mixed.update((previous, script))
+                previous = script
+    if odd + letters >= 20 and odd > 0.3 * (odd + letters):
+        return True
+    return pairs >= 20 and switches > 0.25 * pairs and len(mixed) >= 3
+
+
+# PDF
+
+
+def _parse_pdf(data: bytes, filename: str, password: str | None) -> ParsedDocument:
+    """Read a PDF with pypdf; pdfium reads damaged files and pages pypdf gets empty or garbled."""
+    reader, used_password = _open_pypdf(data, password)
+    pdfium = _PdfiumText(data, used_password if reader else password)
+    try:
+        if reader is not None:
+            page_count = len(reader.pages)
+            pages = _collect_pages(page_count, [_pypdf_page_reader(reader), pdfium.page_text])
+            return _pdf_document(_title(filename, _pypdf_title(reader)), page_count, *pages, [])
+        page_count = pdfium.page_count()
+        pages = _collect_pages(page_count, [pdfium.page_text])
+        warning = "The PDF is damaged; its text was recovered but may be incomplete."
+        return _pdf_document(_title(filename), page_count, *pages, [warning])
+    finally:
+        pdfium.close()
+
+
+def _open_pypdf(data: bytes, password: str | None) -> tuple[PdfReader | None, str | None]:
+    """Open and unlock a PDF with pypdf; return (None, None) when pypdf cannot read it."""
+    try:
+        reader = PdfReader(BytesIO(data), strict=False)
+        used_password = _unlock(reader, password) if reader.is_encrypted else None
+        len(reader.pages)  # reads the page tree, where damaged files usually fail
+        return reader, used_password
+    except ParseError:
+        raise
+    except DependencyError as error:
+        raise _missing_dependency(error) from error
+    except Exception as error:
+        logger.warning("pypdf could not open the PDF (%s: %s)", type(error).__name__, error)
+        return None, None
+
+
+def _unlock(reader: PdfReader, password: str | None) -> str | None:
+    """Decrypt with the empty user password (owner-only files), else with the password given."""
+    if reader.decrypt("") != PasswordType.NOT_DECRYPTED:
+        return None
+    if not password:
+        raise PasswordRequiredError(_PDF_PASSWORD_REQUIRED)
+    if reader.decrypt(password) == PasswordType.NOT_DECRYPTED:
+        raise WrongPasswordError(_PDF_WRONG_PASSWORD)
+    return password
+
+
+def _missing_dependency(error: Exception) -> MissingDependencyError:
+    """Build the error for an encryption library that pypdf needs and cannot find."""
+    logger.error("pypdf is missing a dependency: %s", error)
+    return MissingDependencyError(
+        "This PDF uses AES encryption, which needs the 'cryptography' "
+        "package; install it to ingest the file."
+    )
+
+
+def _pypdf_title(reader: PdfReader) -> str | None:
+    """Return the title in the PDF's metadata, if it can be read."""
+    try:
+        return reader.metadata.title if reader.metadata else None
+    except Exception as error:
+        logger.warning("Unreadable PDF metadata (%s: %s)", type(error).__name__, error)
+        return None
+
+
+def _pypdf_page_reader(reader: PdfReader) -> PageReader:
+    """Return a function giving the clean text of a page, or None when pypdf fails on it."""
+
+    def read(number: int) -> str | None:
+        try:
+            return _clean_text(reader.pages[number - 1].extract_text() or "")
+        except DependencyError as error:
+            raise _missing_dependency(error) from error
+        except Exception as error:
+            logger.warning("pypdf failed on page %d (%s: %s)", number, type(error).__name__, error)
+            return None
+
+    return read
+
+
+class _PdfiumText:
+    """Page text from pdfium; the document is opened when first needed."""
+
+    def __init__(self, data: bytes, password: str | None) -> None:
+        self._data, self._password = data, password
+        self._document: pypdfium2.PdfDocument | None = None
+        self._error: Exception | None = None
+
+    def page_count(self) -> int:
+        """Count the pages; raise the matching ParseError when pdfium cannot open the file."""
+        document = self._open()
+        if document is not None and len(document):
+            return len(document)
+        if getattr(self._error, "err_code", None) == pypdfium2.raw.FPDF_ERR_PASSWORD:
+            raise (
+                WrongPasswordError(_PDF_WRONG_PASSWORD)
+                if self._password
+                else PasswordRequiredError(_PDF_PASSWORD_REQUIRED)
+            )
+        raise CorruptDocumentError(_PDF_UNREADABLE)
+
+    def page_text(self, number: int) -> str | None:
+        """Return the clean text of a page, "" when it has none, None when pdfium fails on it."""
+        document = self._open()
+        try:
+            text_page = document[number - 1].get_textpage() if document else None
+            return _clean_text(text_page.get_text_range()) if text_page else None
+        except Exception as error:
+            logger.warning("pdfium failed on page %d (%s: %s)", number, type(error).__name__, error)
+            return None
+
+    def close(self) -> None:
+        """Release pdfium's memory."""
+        if self._document is not None:
+            self._document.close()
+
+    def _open(self) -> pypdfium2.PdfDocument | None:
+        if self._document is None and self._error is None:
+            try:
+                self._document = pypdfium2.PdfDocument(self._data, password=self._password)
+            except Exception as error:
+                logger.warning(
+                    "pdfium could not open the PDF (%s: %s)", type(error).__name__, error
+                )
+                self._error = error
+        return self._document
+
+
+def _collect_pages(
+    page_count: int, readers: list[PageReader]
+) -> tuple[list[Section], list[int], list[int]]:
+    """Read each page with the first reader giving clean text; list empty and garbled pages."""
+    sections: list[Section] = []
+    empty: list[int] = []
+    garbled: list[int] = []
+    for number in range(1, page_count + 1):
+        texts = []
+        for read in readers:
+            texts.append(read(number))
+            if texts[-1] and not _looks_garbled(texts[-1]):
+                sections.append(Section(texts[-1], number))
+                break
+        else:
+            if all(text is None for text in texts):
+                raise CorruptDocumentError(f"Page {number} of the PDF is damaged and unreadable.")
+            (garbled if any(texts) else empty).append(number)
+    return sections, empty, garbled
+
+
+def _pdf_document(
+    title: str,
+    page_count: int,
+    sections: list[Section],
+    empty: list[int],
+    garbled: list[int],
+    warnings: list[str],
+) -> ParsedDocument:
+    """Assemble the parsed PDF, or raise when no page gave usable text."""
+    if not page_count:
+        raise EmptyDocumentError("The PDF has no pages.")
+    if not sections and garbled:
+        raise NoTextLayerError(
+            "The PDF's text cannot be decoded (its fonts have no Unicode mapping): it needs OCR."
+        )
+    if not sections:
+        raise NoTextLayerError(
+            "No page has a text layer: this looks like a scanned document and needs OCR."
+        )
+    for pages, problem in ((empty, "no text layer"), (garbled, "undecodable text and was skipped")):
+        listed = ", ".join(map(str, pages[:10])) + (", ..." if len(pages) > 10 else "")
+        if len(pages) == 1:
+            warnings.append(f"1 of {page_count} pages has {problem} (page {listed})")
+        elif pages:
+            warnings.append(f"{len(pages)} of {page_count} pages have {problem} (pages {listed})")
+    return ParsedDocument("pdf", title, sections, page_count, warnings)
+
+
+# DOCX, HTML, Markdown, plain text
+
+
+def _parse_docx(data: bytes, filename: str) -> ParsedDocument:
+    """Read paragraphs and tables in order; Title and Heading N styles build the heading path."""
+    builder = _SectionBuilder()
+    try:
+        for block in docx.Document(BytesIO(data)).iter_inner_content():
+            if isinstance(block, Table):
+                builder.add_line(_table_text(block))
+                continue
+            style = (block.style.name if block.style is not None else None) or ""
+            level = re.fullmatch(r"heading ([1-9])", style.strip(), re.I)
+            if level or style == "Title":
+                builder.heading(int(level.group(1)) if level else 0, block.text)
+            else:
+                builder.add_line(block.text)
+    except Exception as error:
+        logger.warning("Unreadable Word document %r: %r", filename, error)
+        raise CorruptDocumentError(_DOCX_DAMAGED) from error
+    return builder.document("docx", filename)
+
+
+def _table_text(table: Table) -> str:
+    """Write a table as one line per row, cells separated by " | ", merged cells once."""
+    rows = []
+    for row in table.rows:
+        cells = list({id(cell._tc): " ".join(cell.text.split()) for cell in row.cells}.values())
+        rows.append(" | ".join(cells))
+    return "\n".join(rows)
+
+
+def _parse_html(text: str, filename: str) -> ParsedDocument:
+    """Read visible text; h1-h6 open sections; script, style, nav and noscript are dropped."""
+    soup = BeautifulSoup(text, "html.parser")
+    page_title = soup.title.get_text() if soup.title else None
+    first_h1 = soup.find("h1")
+    h1_text = first_h1.get_text(" ") if first_h1 else None
+    for tag in soup(["script", "style", "nav", "noscript", "template", "head"]):
+        tag.decompose()
+    builder = _SectionBuilder()
+    for node in soup.descendants:
+        name = node.name if isinstance(node, Tag) else None
+        if name in _HTML_HEADINGS:
+            builder.heading(_HTML_HEADINGS[name], node.get_text(" "))
+        elif name and _HTML_BLOCK.fullmatch(name):
+            builder.newline()
+        elif name in ("td", "th"):
+            builder.write(" ")
+        elif type(node) is NavigableString and not node.find_parent(list(_HTML_HEADINGS)):
+            builder.write(str(node).replace("\n", " "))
+    return builder.document("html", filename, page_title, h1_text)
+
+
+def _parse_markdown(text: str, filename: str) -> ParsedDocument:
+    """Split at ATX (#) and setext headings, leaving '#' lines inside fenced code alone."""
+    builder = _SectionBuilder(keep_indent=True)
+    lines = text.splitlines()
+    fence: str | None = None
+    skip_next = False
+    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        fence_mark = (_FENCE.match(line) or [None, None])[1]
+        if skip_next:
+            skip_next = False
+        elif fence or fence_mark:
+            fence = _fence_after(fence, fence_mark)
+            builder.add_line(line)
+        elif heading := _ATX_HEADING.match(line):
+            builder.heading(len(heading.group(1)), heading.group(2) or "")
+        elif line.strip() and (underline := _SETEXT_UNDERLINE.match(following)):
+            builder.heading(1 if underline.group(1)[0] == "=" else 2, line)
+            skip_next = True
+        else:
+            builder.add_line(line)
+    return builder.document("markdown", filename)
+
+
+def _fence_after(fence: str | None, mark: str | None) -> str | None:
+    """Return the code fence still open after a line that carries this fence mark (or none)."""
+    if fence and mark and mark[0] == fence[0] and len(mark) >= len(fence):
+        return None
+    return fence or mark
+
+
+def _parse_text(text: str, filename: str) -> ParsedDocument:
+    """Return plain text as one section."""
+    cleaned = _clean_text(text, keep_indent=True)
+    if not cleaned.strip():
+        raise EmptyDocumentError("The file holds no text.")
+    return ParsedDocument("text", _title(filename), [Section(cleaned)])

@@ -1,0 +1,62 @@
+"""Plain data types shared by retrieval/ and generation/ (the only module generation may import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of text from one place in a source file.
+
+    page is 1-based for paged formats (PDF) and None where a format has no pages;
+    heading_path lists the headings above the text, outermost first.
+    """
+
+    text: str
+    page: int | None = None
+    heading_path: tuple[str, ...] = ()
+
+
+@dataclass
+class ParsedDocument:
+    """What a parser extracted from a file: its type, a title, sections in reading order."""
+
+    file_type: str
+    title: str
+    sections: list[Section]
+    page_count: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChunkText:
+    """A chunk ready to embed: text with its position in the source."""
+
+    text: str
+    order: int
+    page: int | None
+    heading_path: tuple[str, ...]
+    token_count: int
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result of an index: a chunk id and its score (higher is better)."""
+
+    chunk_id: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk with what a generator and a user need to cite it."""
+
+    chunk_id: int
+    text: str
+    score: float
+    document_id: int
+    document_title: str
+    page: int | None = None
+    heading_path: tuple[str, ...] = ()
+    knowledge_base_id: int | None = None
