@@ -1,0 +1,78 @@
+"""A per-knowledge-base lock that serialises index writes across processes and machines.
+
+With REDIS_URL set it is a Redis lock whose short expiry is renewed by a watchdog thread while
+the holder is alive, so a worker killed with SIGKILL frees it within seconds. Without Redis it is
+an flock on a file under the data dir, which the kernel frees when the process dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis
+from django.conf import settings
+
+LOCK_EXPIRY_SECONDS = 15
+
+
+class LockTimeoutError(Exception):
+    """The lock was not acquired within the configured time."""
+
+
+@contextmanager
+def knowledge_base_lock(knowledge_base_id: int) -> Iterator[None]:
+    """Hold the index-writing lock of one knowledge base for the duration of the block."""
+    name = f"knowledge-base-{knowledge_base_id}"
+    if settings.REDIS_URL:
+        with _redis_lock(name):
+            yield
+    else:
+        with _file_lock(name):
+            yield
+
+
+@contextmanager
+def _redis_lock(name: str) -> Iterator[None]:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    lock = client.lock(f"rag:lock:{name}", timeout=LOCK_EXPIRY_SECONDS, thread_local=False)
+    if not lock.acquire(blocking=True, blocking_timeout=settings.RAG_LOCK_TIMEOUT):
+        raise LockTimeoutError(f"Timed out waiting for the lock on {name}.")
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LOCK_EXPIRY_SECONDS / 3):
+            lock.reacquire()
+
+    watchdog = threading.Thread(target=renew, name=f"lock-watchdog-{name}", daemon=True)
+    watchdog.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watchdog.join()
+        lock.release()
+        client.close()
+
+
+@contextmanager
+def _file_lock(name: str) -> Iterator[None]:
+    lock_dir = settings.RAG_DATA_DIR / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + settings.RAG_LOCK_TIMEOUT
+    with open(lock_dir / f"{name}.lock", "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockTimeoutError(f"Timed out waiting for the lock on {name}.") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,120 @@
+"""Knowledge bases, their documents and chunks. The database is the source of truth: chunk text and
+embeddings live here, and the FAISS and BM25 index files can always be rebuilt from it."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.db.models import Q
+
+
+class KnowledgeBaseQuerySet(models.QuerySet["KnowledgeBase"]):
+    def readable_by(self, user) -> KnowledgeBaseQuerySet:
+        """Knowledge bases the user may read: as a member, through a group, or as superuser."""
+        if not user or not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_superuser:
+            return self.all()
+        return self.filter(Q(members=user) | Q(member_groups__user=user)).distinct()
+
+
+class KnowledgeBase(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="knowledge_bases"
+    )
+    member_groups = models.ManyToManyField(Group, blank=True, related_name="knowledge_bases")
+    lora_adapter = models.CharField(
+        max_length=200, blank=True, help_text="LoRA adapter name registered with vLLM, if any."
+    )
+    index_version = models.PositiveIntegerField(
+        default=0, help_text="Version of the published FAISS and BM25 indexes (0: none yet)."
+    )
+    embedding_model = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = KnowledgeBaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Document(models.Model):
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        PROCESSING = "processing"
+        INDEXED = "indexed"
+        FAILED = "failed"
+        DISABLED = "disabled"
+
+    knowledge_base = models.ForeignKey(
+        KnowledgeBase, on_delete=models.CASCADE, related_name="documents"
+    )
+    file = models.FileField(upload_to="documents/%Y/%m/", max_length=500)
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField(default=0)
+    file_type = models.CharField(max_length=20, blank=True)
+    title = models.CharField(max_length=500, blank=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    error = models.TextField(blank=True)
+    warnings = models.TextField(blank=True)
+    page_count = models.PositiveIntegerField(null=True, blank=True)
+    chunk_count = models.PositiveIntegerField(default=0)
+    # Encrypted PDFs: kept only until ingestion succeeds, never shown.
+    password = models.CharField(max_length=200, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    replaces = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replacements",
+        help_text="The document this upload replaces once it is indexed.",
+    )
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    indexed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["knowledge_base", "sha256"], name="unique_content_per_knowledge_base"
+            )
+        ]
+        indexes = [models.Index(fields=["knowledge_base", "state"])]
+
+    def __str__(self) -> str:
+        return self.title or self.original_name
+
+
+class Chunk(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    # Denormalised so that an index can be synchronised with one query per knowledge base.
+    knowledge_base = models.ForeignKey(
+        KnowledgeBase, on_delete=models.CASCADE, related_name="chunks"
+    )
+    order = models.PositiveIntegerField()
+    text = models.TextField()
+    page = models.PositiveIntegerField(null=True, blank=True)
+    heading_path = models.CharField(max_length=1000, blank=True)
+    token_count = models.PositiveIntegerField()
+    embedding = models.BinaryField(help_text="float32 vector, L2-normalised")
+
+    class Meta:
+        ordering = ["document", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "order"], name="unique_chunk_order")
+        ]
+        indexes = [models.Index(fields=["knowledge_base", "id"])]
+
+    def __str__(self) -> str:
+        return f"{self.document} #{self.order}"

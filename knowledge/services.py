@@ -1,0 +1,532 @@
+"""The glue between the database and the retrieval and generation libraries.
+
+Views, the API, Celery tasks and management commands all go through these functions; they build
+library objects from settings and convert rows to and from library dataclasses.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from django.conf import settings
+from django.core.files import File
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from retrieval.chunking import chunk_sections
+from retrieval.dense import FaissIndex
+from retrieval.embedders import Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from retrieval.errors import IndexNotBuiltError, ParseError
+from retrieval.fusion import reciprocal_rank_fusion
+from retrieval.parsing import parse_document
+from retrieval.sparse import Bm25Index
+from retrieval.store import IndexPair, IndexStore
+from retrieval.types import Hit, Passage
+
+from .locks import knowledge_base_lock
+from .models import Chunk, Document, KnowledgeBase
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int], None]
+HEADING_SEPARATOR = " › "
+# Documents whose chunks belong in the published indexes. A document being re-ingested keeps
+# its old chunks searchable until the new ones replace them.
+SEARCHABLE_STATES = (Document.State.INDEXED, Document.State.PROCESSING, Document.State.QUEUED)
+
+
+class UploadRejectedError(Exception):
+    """An upload was refused before it was stored; the message says why."""
+
+
+class DocumentBusyError(Exception):
+    """Another worker holds the document's lease; try again after retry_after seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"The document is being ingested elsewhere; retry in {retry_after:.0f} s.")
+        self.retry_after = retry_after
+
+
+# --- Library objects built from settings -------------------------------------------------------
+
+EMBEDDERS: dict[str, Callable[[str], Embedder]] = {
+    "hashing": lambda name: HashingEmbedder(dimension=int(name.partition(":")[2] or 256)),
+}
+
+
+@functools.cache
+def get_embedder() -> Embedder:
+    """The configured embedding model, loaded once per process."""
+    name = settings.RAG_EMBEDDING_MODEL
+    factory = EMBEDDERS.get(name.partition(":")[0])
+    if factory:
+        return factory(name)
+    return SentenceTransformerEmbedder(
+        name, batch_size=settings.RAG_EMBEDDING_BATCH_SIZE, threads=settings.RAG_EMBEDDING_THREADS
+    )
+
+
+def get_index_store() -> IndexStore:
+    return IndexStore(settings.RAG_DATA_DIR / "indexes")
+
+
+# --- Uploads ------------------------------------------------------------------------------------
+
+
+@dataclass
+class UploadResult:
+    document: Document
+    created: bool
+
+
+def add_document(
+    knowledge_base: KnowledgeBase,
+    name: str,
+    content: IO[bytes],
+    user=None,
+    password: str = "",
+    replaces: Document | None = None,
+) -> UploadResult:
+    """Store an upload as a queued Document, unless the same content is already in the base.
+
+    A failed copy of the same content is queued again (with the new password, if given).
+    Raises UploadRejectedError for an empty or oversized file.
+    """
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
+        digest, size = _copy_and_hash(content, spool)
+        if size == 0:
+            raise UploadRejectedError(f"{name} is empty.")
+        existing = knowledge_base.documents.filter(sha256=digest).first()
+        if existing:
+            return UploadResult(_requeue_if_failed(existing, password), created=False)
+        spool.seek(0)
+        document = Document(
+            knowledge_base=knowledge_base,
+            original_name=Path(name).name[:255],
+            title=Path(name).stem[:500],
+            sha256=digest,
+            size=size,
+            password=password,
+            uploaded_by=user if user and user.is_authenticated else None,
+            replaces=replaces,
+        )
+        suffix = Path(name).suffix.lower()[:10]
+        document.file.save(f"{digest}{suffix}", File(spool), save=False)
+        document.save()
+    return UploadResult(document, created=True)
+
+
+def _copy_and_hash(source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:
+    limit = settings.RAG_MAX_UPLOAD_MB * 1024 * 1024
+    digest, size = hashlib.sha256(), 0
+    while block := source.read(1024 * 1024):
+        size += len(block)
+        if size > limit:
+            raise UploadRejectedError(
+                f"The file is larger than the {settings.RAG_MAX_UPLOAD_MB} MB upload limit."
+            )
+        digest.update(block)
+        target.write(block)
+    return digest.hexdigest(), size
+
+
+def _requeue_if_failed(document: Document, password: str) -> Document:
+    if document.state == Document.State.FAILED:
+        document.state = Document.State.QUEUED
+        document.progress = 0
+        document.error = ""
+        document.password = password or document.password
+        document.save()
+    return document
+
+
+def enqueue_ingestion(document: Document) -> None:
+    """Hand the document to a Celery worker once the current transaction commits."""
+    from .tasks import ingest_document as ingest_task  # tasks import this module
+
+    transaction.on_commit(lambda: ingest_task.delay(document.pk))
+
+
+# --- Ingestion ----------------------------------------------------------------------------------
+
+
+def ingest_document(document_id: int, progress: ProgressCallback | None = None) -> Document | None:
+    """Parse, chunk, embed and index one document; idempotent and safe to run again after a crash.
+
+    Returns the document (indexed or failed), or None if it was deleted meanwhile. Raises
+    DocumentBusyError while another live worker holds the document's lease.
+    """
+    document = _claim(document_id)
+    if document is None or document.state != Document.State.PROCESSING:
+        return document
+    report = _progress_reporter(document, progress)
+    try:
+        parsed = parse_document(document.file.open("rb").read(), document.original_name,
+                                document.password or None)
+    except ParseError as error:
+        return _fail(document, str(error))
+    finally:
+        document.file.close()
+    embedder = get_embedder()
+    chunks = chunk_sections(
+        parsed.sections, embedder.count_tokens, embedder.split_tokens,  # type: ignore[attr-defined]
+        settings.RAG_CHUNK_TOKENS, settings.RAG_CHUNK_OVERLAP, embedder.max_tokens,
+    )
+    if not chunks:
+        return _fail(document, "The document holds no text to index.")
+    report(10)
+    vectors = embedder.embed(
+        [chunk.text for chunk in chunks], progress=lambda done, total: report(10 + 85 * done // total)
+    )
+    if not _store_chunks(document, parsed, chunks, vectors):
+        return None
+    sync_index(document.knowledge_base)
+    return _finish(document)
+
+
+def _claim(document_id: int) -> Document | None:
+    """Move a queued (or abandoned) document to processing under a lease, atomically."""
+    with transaction.atomic():
+        document = (
+            Document.objects.select_for_update().select_related("knowledge_base")
+            .filter(pk=document_id).first()
+        )
+        if document is None or document.state in (
+            Document.State.INDEXED, Document.State.FAILED, Document.State.DISABLED
+        ):
+            return document
+        now = timezone.now()
+        if document.state == Document.State.PROCESSING and document.lease_expires_at and (
+            document.lease_expires_at > now
+        ):
+            raise DocumentBusyError((document.lease_expires_at - now).total_seconds())
+        document.state = Document.State.PROCESSING
+        document.progress = 1
+        document.attempts = F("attempts") + 1
+        document.lease_expires_at = now + timedelta(seconds=settings.RAG_INGEST_LEASE_SECONDS)
+        document.save()
+        document.refresh_from_db()
+        return document
+
+
+def _progress_reporter(document: Document, callback: ProgressCallback | None) -> ProgressCallback:
+    def report(percent: int) -> None:
+        lease = timezone.now() + timedelta(seconds=settings.RAG_INGEST_LEASE_SECONDS)
+        Document.objects.filter(pk=document.pk).update(progress=percent, lease_expires_at=lease)
+        if callback:
+            callback(percent)
+
+    return report
+
+
+def _store_chunks(document, parsed, chunks, vectors: np.ndarray) -> bool:
+    """Swap the document's chunks for the new ones in one transaction (and retire what it
+    replaces). Returns False if the document was deleted meanwhile."""
+    with transaction.atomic():
+        if not Document.objects.select_for_update().filter(pk=document.pk).exists():
+            return False
+        Chunk.objects.filter(document=document).delete()
+        Chunk.objects.bulk_create(
+            [
+                Chunk(
+                    document=document,
+                    knowledge_base_id=document.knowledge_base_id,
+                    order=chunk.order,
+                    text=chunk.text,
+                    page=chunk.page,
+                    heading_path=HEADING_SEPARATOR.join(chunk.heading_path)[:1000],
+                    token_count=chunk.token_count,
+                    embedding=vector.astype(np.float32).tobytes(),
+                )
+                for chunk, vector in zip(chunks, vectors, strict=True)
+            ],
+            batch_size=500,
+        )
+        Document.objects.filter(pk=document.pk).update(
+            title=(parsed.title or document.title)[:500],
+            file_type=parsed.file_type,
+            page_count=parsed.page_count,
+            chunk_count=len(chunks),
+            warnings="\n".join(parsed.warnings),
+            progress=96,
+        )
+        if document.replaces_id:
+            Document.objects.filter(pk=document.replaces_id).delete()
+    return True
+
+
+def _fail(document: Document, message: str) -> Document:
+    with transaction.atomic():
+        Chunk.objects.filter(document=document).delete()
+        Document.objects.filter(pk=document.pk).update(
+            state=Document.State.FAILED, error=message, progress=100, lease_expires_at=None
+        )
+    sync_index(document.knowledge_base)
+    document.refresh_from_db()
+    logger.info("Document %s failed: %s", document.pk, message)
+    return document
+
+
+def fail_document(document_id: int, message: str) -> Document | None:
+    """Mark a document failed with a message for its owner (used when a task is stopped)."""
+    document = Document.objects.select_related("knowledge_base").filter(pk=document_id).first()
+    return _fail(document, message) if document else None
+
+
+def _finish(document: Document) -> Document:
+    Document.objects.filter(pk=document.pk, state=Document.State.PROCESSING).update(
+        state=Document.State.INDEXED, progress=100, error="", password="",
+        lease_expires_at=None, indexed_at=timezone.now(),
+    )
+    document.refresh_from_db()
+    return document
+
+
+def recover_stalled_documents(include_queued: bool) -> list[int]:
+    """Queue again the documents whose worker died: processing ones whose lease ran out, and
+    (at worker start-up) queued ones whose message may have been lost. Safe from any number of
+    workers at once, since ingestion is idempotent."""
+    expired = Document.objects.filter(
+        state=Document.State.PROCESSING, lease_expires_at__lt=timezone.now()
+    )
+    ids = [pk for pk in expired.values_list("pk", flat=True)
+           if expired.filter(pk=pk).update(state=Document.State.QUEUED)]
+    if include_queued:
+        ids = list(Document.objects.filter(state=Document.State.QUEUED).values_list("pk", flat=True))
+    for document in Document.objects.filter(pk__in=ids):
+        enqueue_ingestion(document)
+    return ids
+
+
+# --- Document management ------------------------------------------------------------------------
+
+
+def delete_document(document: Document) -> None:
+    """Delete the document, its chunks and its file, and drop it from the indexes."""
+    knowledge_base = document.knowledge_base
+    storage, name = document.file.storage, document.file.name
+    document.delete()
+    if name and not Document.objects.filter(file=name).exists():
+        storage.delete(name)
+    sync_index(knowledge_base)
+
+
+def set_document_enabled(document: Document, enabled: bool) -> Document:
+    """Disable a document (its chunks leave the indexes) or enable it again."""
+    if enabled and document.state == Document.State.DISABLED:
+        state = Document.State.INDEXED if document.chunk_count else Document.State.QUEUED
+        Document.objects.filter(pk=document.pk).update(state=state)
+    elif not enabled:
+        Document.objects.filter(pk=document.pk).update(state=Document.State.DISABLED)
+    sync_index(document.knowledge_base)
+    document.refresh_from_db()
+    if document.state == Document.State.QUEUED:
+        enqueue_ingestion(document)
+    return document
+
+
+def reindex_document(document: Document) -> Document:
+    """Queue the document for parsing and embedding again (its old chunks stay searchable)."""
+    Document.objects.filter(pk=document.pk).update(
+        state=Document.State.QUEUED, progress=0, error="", lease_expires_at=None
+    )
+    document.refresh_from_db()
+    enqueue_ingestion(document)
+    return document
+
+
+# --- Indexes ------------------------------------------------------------------------------------
+
+
+def searchable_chunks(knowledge_base: KnowledgeBase):
+    return Chunk.objects.filter(
+        knowledge_base=knowledge_base, document__state__in=SEARCHABLE_STATES
+    )
+
+
+def sync_index(knowledge_base: KnowledgeBase) -> int:
+    """Bring the published indexes in line with the database and publish a new version if
+    anything changed. Returns the published version. Serialised per knowledge base."""
+    with knowledge_base_lock(knowledge_base.pk):
+        version = KnowledgeBase.objects.values_list("index_version", flat=True).get(
+            pk=knowledge_base.pk
+        )
+        store = get_index_store()
+        try:
+            pair = store.load(knowledge_base.pk, version)
+        except IndexNotBuiltError:
+            pair, version = empty_index_pair(), 0
+        wanted = set(searchable_chunks(knowledge_base).values_list("pk", flat=True))
+        present = set(pair.dense.ids().tolist())
+        missing, extra = wanted - present, present - wanted
+        if version and not missing and not extra:
+            return version
+        pair.dense.remove(sorted(extra))
+        pair.sparse.remove(sorted(extra))
+        _add_chunks(pair, Chunk.objects.filter(pk__in=missing))
+        return _publish(knowledge_base, store, pair, version + 1)
+
+
+def rebuild_index(knowledge_base: KnowledgeBase) -> int:
+    """Rebuild both indexes from the stored chunks and embeddings (no re-embedding)."""
+    with knowledge_base_lock(knowledge_base.pk):
+        version = KnowledgeBase.objects.values_list("index_version", flat=True).get(
+            pk=knowledge_base.pk
+        )
+        pair = empty_index_pair()
+        _add_chunks(pair, searchable_chunks(knowledge_base))
+        return _publish(knowledge_base, get_index_store(), pair, version + 1)
+
+
+def empty_index_pair() -> IndexPair:
+    return IndexPair(FaissIndex(get_embedder().dimension), Bm25Index())
+
+
+def _add_chunks(pair: IndexPair, chunks, batch: int = 5000) -> None:
+    rows = chunks.order_by("pk").values_list("pk", "text", "embedding")
+    ids: list[int] = []
+    texts: list[str] = []
+    vectors: list[bytes] = []
+    for chunk_id, text, embedding in rows.iterator(chunk_size=batch):
+        ids.append(chunk_id)
+        texts.append(text)
+        vectors.append(bytes(embedding))
+        if len(ids) >= batch:
+            _add_batch(pair, ids, texts, vectors)
+            ids, texts, vectors = [], [], []
+    if ids:
+        _add_batch(pair, ids, texts, vectors)
+
+
+def _add_batch(pair: IndexPair, ids: list[int], texts: list[str], vectors: list[bytes]) -> None:
+    matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(ids), -1)
+    pair.dense.add(ids, matrix)
+    pair.sparse.add(ids, texts)
+
+
+def _publish(knowledge_base: KnowledgeBase, store: IndexStore, pair: IndexPair, version: int) -> int:
+    store.publish(knowledge_base.pk, version, pair)
+    KnowledgeBase.objects.filter(pk=knowledge_base.pk).update(
+        index_version=version, embedding_model=get_embedder().name
+    )
+    store.prune(knowledge_base.pk, version, keep=settings.RAG_INDEX_VERSIONS_KEPT)
+    return version
+
+
+@dataclass
+class IndexReport:
+    """What check_index found for one knowledge base; consistent when problems is empty."""
+
+    knowledge_base: str
+    version: int
+    chunks: int
+    problems: list[str] = field(default_factory=list)
+
+
+def check_index(knowledge_base: KnowledgeBase) -> IndexReport:
+    """Compare the published indexes with the database, id by id and vector by vector."""
+    knowledge_base.refresh_from_db()
+    wanted = dict(searchable_chunks(knowledge_base).values_list("pk", "embedding"))
+    report = IndexReport(knowledge_base.name, knowledge_base.index_version, len(wanted))
+    try:
+        pair = get_index_store().load(knowledge_base.pk, knowledge_base.index_version)
+    except IndexNotBuiltError as error:
+        if wanted or knowledge_base.index_version:
+            report.problems.append(str(error))
+        return report
+    for label, index in (("dense", pair.dense), ("sparse", pair.sparse)):
+        present = set(index.ids().tolist())
+        report.problems += _id_differences(label, set(wanted), present)
+    report.problems += _vector_differences(pair.dense, wanted)
+    return report
+
+
+def _id_differences(label: str, wanted: set[int], present: set[int]) -> list[str]:
+    problems = []
+    if missing := sorted(wanted - present):
+        problems.append(f"{label} index lacks {len(missing)} chunk(s), e.g. {missing[:5]}")
+    if extra := sorted(present - wanted):
+        problems.append(f"{label} index holds {len(extra)} chunk(s) not in the database, "
+                        f"e.g. {extra[:5]}")
+    return problems
+
+
+def _vector_differences(dense: FaissIndex, wanted: dict[int, bytes]) -> list[str]:
+    common = sorted(set(wanted) & set(dense.ids().tolist()))
+    if not common:
+        return []
+    stored = np.frombuffer(b"".join(bytes(wanted[i]) for i in common), dtype=np.float32)
+    stored = stored.reshape(len(common), -1)
+    indexed = dense.vectors(common)
+    bad = np.flatnonzero(np.abs(stored - indexed).max(axis=1) > 1e-5)
+    if len(bad):
+        return [f"dense index vectors differ from the database for {len(bad)} chunk(s), "
+                f"e.g. {[common[i] for i in bad[:5]]}"]
+    return []
+
+
+def knowledge_bases_named(names: Iterable[str]) -> list[KnowledgeBase]:
+    return list(KnowledgeBase.objects.filter(name__in=list(names)))
+
+
+# --- Search -------------------------------------------------------------------------------------
+
+_loaded_indexes: dict[int, tuple[int, IndexPair]] = {}
+
+
+def loaded_index(knowledge_base: KnowledgeBase) -> IndexPair | None:
+    """The knowledge base's published indexes, reloaded when a newer version is published."""
+    cached = _loaded_indexes.get(knowledge_base.pk)
+    if cached and cached[0] == knowledge_base.index_version:
+        return cached[1]
+    try:
+        pair = get_index_store().load(knowledge_base.pk, knowledge_base.index_version)
+    except IndexNotBuiltError:
+        return None
+    _loaded_indexes[knowledge_base.pk] = (knowledge_base.index_version, pair)
+    return pair
+
+
+def search_passages(
+    knowledge_bases: Iterable[KnowledgeBase], query: str, top_k: int = 10, depth: int = 50
+) -> list[Passage]:
+    """Hybrid search over the given knowledge bases only (the caller resolves permissions)."""
+    bases = list(KnowledgeBase.objects.filter(pk__in=[kb.pk for kb in knowledge_bases]))
+    vector = get_embedder().embed([query])[0]
+    rankings = []
+    for knowledge_base in bases:
+        pair = loaded_index(knowledge_base)
+        if pair is None or not len(pair.dense):
+            continue
+        rankings.append(pair.dense.search(vector, depth))
+        rankings.append(pair.sparse.search(query, depth))
+    fused = reciprocal_rank_fusion(rankings)[:top_k]
+    return passages_for(fused, allowed=[kb.pk for kb in bases])
+
+
+def passages_for(hits: list[Hit], allowed: list[int]) -> list[Passage]:
+    """Load the hits' chunks, keeping only searchable ones of the allowed knowledge bases."""
+    chunks = Chunk.objects.filter(
+        pk__in=[hit.chunk_id for hit in hits], knowledge_base_id__in=allowed,
+        document__state__in=SEARCHABLE_STATES,
+    ).select_related("document")
+    by_id = {chunk.pk: chunk for chunk in chunks}
+    return [
+        Passage(
+            chunk_id=chunk.pk, text=chunk.text, score=hit.score, document_id=chunk.document_id,
+            document_title=str(chunk.document), page=chunk.page,
+            heading_path=tuple(filter(None, chunk.heading_path.split(HEADING_SEPARATOR))),
+            knowledge_base_id=chunk.knowledge_base_id,
+        )
+        for hit in hits if (chunk := by_id.get(hit.chunk_id))
+    ]

@@ -1,0 +1,47 @@
+"""Signal handlers: Celery workers pick up documents whose worker died.
+
+At start-up a worker queues again what is left queued or abandoned; while it runs, a sweep
+thread queues again any document whose lease ran out (its worker was killed), so a crash never
+leaves a document stuck in `processing`, whatever the broker.
+"""
+
+import logging
+import threading
+
+from celery.signals import worker_ready, worker_shutting_down
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+_stop = threading.Event()
+
+
+@worker_ready.connect
+def start_recovery(**_: object) -> None:
+    from .services import recover_stalled_documents  # services imports tasks, tasks this app
+
+    ids = recover_stalled_documents(include_queued=True)
+    if ids:
+        logger.info("Queued %d stalled document(s) again: %s", len(ids), ids)
+    threading.Thread(target=_sweep, name="stalled-document-sweep", daemon=True).start()
+
+
+@worker_shutting_down.connect
+def stop_recovery(**_: object) -> None:
+    _stop.set()
+
+
+def _sweep() -> None:
+    from django.db import close_old_connections
+
+    from .services import recover_stalled_documents
+
+    interval = max(1.0, settings.RAG_INGEST_LEASE_SECONDS / 2)
+    while not _stop.wait(interval):
+        try:
+            ids = recover_stalled_documents(include_queued=False)
+            if ids:
+                logger.info("Took over %d abandoned document(s): %s", len(ids), ids)
+        except Exception:  # the sweep must outlive a database hiccup
+            logger.exception("The stalled-document sweep failed; it will try again.")
+        finally:
+            close_old_connections()

@@ -1,0 +1,147 @@
+"""Turn text into BM25 terms: words, lower-cased, stop words dropped, stemmed; CJK as bigrams.
+
+The same tokenizer must be used at index and at query time, so its settings travel with the
+index (`Bm25Tokenizer.to_dict` / `from_dict`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import Stemmer
+
+# Lucene's English stop words (the list bm25s calls "en"); short on purpose, because a long list
+# removes words that matter in questions ("not", "between", "only").
+ENGLISH_STOPWORDS = frozenset(
+    ("a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is")
+    + ("it", "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there")
+    + ("these", "they", "this", "to", "was", "will", "with")
+)
+_STOPWORD_LISTS = {"en": ENGLISH_STOPWORDS}
+
+# Scripts written without spaces between words (Han, kana; Hangul, whose words are long
+# agglutinated runs). The iteration mark 々 and 〇 are Han in use; the katakana middle dot is not.
+_CJK = (
+    "\u1100-\u11ff\u3005\u3007\u3041-\u309f\u30a0-\u30fa\u30fc-\u30ff\u3131-\u318e"
+    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff\uff66-\uff9f"
+    "\uffa0-\uffdc\U00020000-\U0003134f"
+)
+# A word (\w+) is cut where it switches between CJK and other scripts: "iphone手机" -> two pieces.
+_PIECE = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+")
+_CJK_START = re.compile(rf"[{_CJK}]")
+
+
+class Bm25Tokenizer:
+    """Split text into the terms a BM25 index counts.
+
+    Words are runs of Unicode word characters (numbers included). Runs of CJK characters are
+    split into overlapping character bigrams ("北京大学" -> 北京, 京大, 大学), and a run of a single
+    character is kept as a unigram, so Chinese and Japanese text is searchable without a
+    dictionary. Stop words and stemming apply to the other words only.
+
+    Parameters:
+        lowercase: lower-case the text first.
+        stopwords: "en" for English stop words, an iterable of words, or None for none. Words are
+            compared after lower-casing and before stemming.
+        stemmer: a Snowball algorithm name known to PyStemmer ("english", "french", ...) or None.
+        cjk_bigrams: split CJK runs into bigrams; when False a CJK run is one term.
+
+    Raises:
+        ValueError: for an unknown stop word list or stemmer name.
+
+    Example:
+        >>> Bm25Tokenizer()("The runners were running in 北京")
+        ['runner', 'were', 'run', '北京']
+    """
+
+    def __init__(
+        self,
+        lowercase: bool = True,
+        stopwords: str | Iterable[str] | None = "en",
+        stemmer: str | None = "english",
+        cjk_bigrams: bool = True,
+    ) -> None:
+        self.lowercase = lowercase
+        self.stopwords_setting = _stopwords_setting(stopwords)
+        self.stemmer_name = stemmer
+        self.cjk_bigrams = cjk_bigrams
+        self._stopwords = _resolve_stopwords(self.stopwords_setting)
+        self._stem = _stem_function(stemmer)
+
+    def __call__(self, text: str) -> list[str]:
+        """Return the terms of `text`, in reading order."""
+        if self.lowercase:
+            text = text.lower()
+        return list(self._terms(text))
+
+    def _terms(self, text: str) -> Iterator[str]:
+        for piece in _PIECE.findall(text):
+            if self.cjk_bigrams and _CJK_START.match(piece):
+                yield from cjk_bigrams(piece)
+            elif piece not in self._stopwords:
+                yield self._stem(piece)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as JSON-compatible data, for saving next to an index."""
+        return {
+            "lowercase": self.lowercase,
+            "stopwords": self.stopwords_setting,
+            "stemmer": self.stemmer_name,
+            "cjk_bigrams": self.cjk_bigrams,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Bm25Tokenizer:
+        """Build a tokenizer from `to_dict` output.
+
+        Raises:
+            ValueError: for unknown keys, stop word lists or stemmers.
+        """
+        unknown = set(data) - {"lowercase", "stopwords", "stemmer", "cjk_bigrams"}
+        if unknown:
+            raise ValueError(f"Unknown tokenizer settings: {', '.join(sorted(unknown))}.")
+        return cls(**data)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Bm25Tokenizer) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(repr(self.to_dict()))
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{key}={value!r}" for key, value in self.to_dict().items())
+        return f"Bm25Tokenizer({settings})"
+
+
+def cjk_bigrams(run: str) -> list[str]:
+    """Return the overlapping character bigrams of a CJK run, or the run itself if one character."""
+    if len(run) == 1:
+        return [run]
+    return [run[i : i + 2] for i in range(len(run) - 1)]
+
+
+def _stopwords_setting(stopwords: str | Iterable[str] | None) -> str | list[str] | None:
+    if stopwords is None or isinstance(stopwords, str):
+        return stopwords
+    return sorted(set(stopwords))
+
+
+def _resolve_stopwords(setting: str | list[str] | None) -> frozenset[str]:
+    if setting is None:
+        return frozenset()
+    if isinstance(setting, list):
+        return frozenset(setting)
+    if setting not in _STOPWORD_LISTS:
+        known = ", ".join(sorted(_STOPWORD_LISTS))
+        raise ValueError(f"Unknown stop word list {setting!r}; known lists: {known}.")
+    return _STOPWORD_LISTS[setting]
+
+
+def _stem_function(name: str | None) -> Any:
+    if name is None:
+        return str
+    if name not in Stemmer.algorithms():
+        raise ValueError(f"Unknown stemmer {name!r}; PyStemmer knows {Stemmer.algorithms()}.")
+    return Stemmer.Stemmer(name).stemWord

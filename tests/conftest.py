@@ -1,0 +1,62 @@
+"""Shared fixtures. Tests use the real services named by DATABASE_URL and REDIS_URL; with
+REQUIRE_SERVICES=1 (CI) a missing PostgreSQL or Redis fails the run instead of skipping."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+PDFS = SHARED_DATA / "pdfs"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("REQUIRE_SERVICES") != "1":
+        return
+    from django.conf import settings
+
+    problems = []
+    if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
+        problems.append("DATABASE_URL does not name a PostgreSQL database")
+    else:
+        import psycopg
+
+        try:
+            psycopg.connect(settings.DATABASE_URL, connect_timeout=5).close()
+        except psycopg.Error as error:
+            problems.append(f"PostgreSQL is unreachable: {error}")
+    if not settings.REDIS_URL:
+        problems.append("REDIS_URL is not set")
+    else:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5).ping()
+        except redis.RedisError as error:
+            problems.append(f"Redis is unreachable: {error}")
+    if not SHARED_DATA.is_dir():
+        problems.append(f"the shared data folder {SHARED_DATA} is missing")
+    if problems:
+        pytest.exit("REQUIRE_SERVICES=1 but " + "; ".join(problems), returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def data_dir(settings, tmp_path: Path) -> Path:
+    """Each test gets its own uploads, indexes and locks."""
+    settings.RAG_DATA_DIR = tmp_path / "data"
+    settings.MEDIA_ROOT = tmp_path / "data" / "uploads"
+    settings.RAG_DATA_DIR.mkdir()
+    return settings.RAG_DATA_DIR
+
+
+@pytest.fixture
+def eager_celery():
+    """Run Celery tasks in-process: the real task code, without a worker."""
+    from rag_site.celery import app
+
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = False

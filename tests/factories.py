@@ -1,0 +1,31 @@
+"""Small builders for knowledge bases, users and documents; three personas for permissions."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+
+from knowledge import services
+from knowledge.models import Document, KnowledgeBase
+
+
+def make_user(username: str, **extra):
+    return get_user_model().objects.create_user(username, password="pw-" + username, **extra)
+
+
+def make_knowledge_base(name: str = "handbook", members=()) -> KnowledgeBase:
+    knowledge_base = KnowledgeBase.objects.create(name=name)
+    knowledge_base.members.add(*members)
+    return knowledge_base
+
+
+def add_text(knowledge_base: KnowledgeBase, name: str, text: str, **kwargs) -> Document:
+    upload = services.add_document(knowledge_base, name, io.BytesIO(text.encode()), **kwargs)
+    return upload.document
+
+
+def add_file(knowledge_base: KnowledgeBase, path: Path, **kwargs) -> Document:
+    with path.open("rb") as handle:
+        return services.add_document(knowledge_base, path.name, handle, **kwargs).document

@@ -1,0 +1,32 @@
+"""Configuration contracts: every variable settings.py reads is documented in .env.example."""
+
+import re
+
+from tests.conftest import REPO_ROOT
+
+
+def documented_variables() -> set[str]:
+    text = (REPO_ROOT / ".env.example").read_text()
+    return set(re.findall(r"^([A-Z][A-Z0-9_]*)=", text, re.MULTILINE))
+
+
+def variables_read_by_settings() -> set[str]:
+    source = (REPO_ROOT / "rag_site" / "settings.py").read_text()
+    pattern = r'(?:env_\w+|os\.environ\.get)\(\s*"([A-Z][A-Z0-9_]*)"'
+    return set(re.findall(pattern, source))
+
+
+def test_every_variable_settings_reads_is_listed_in_env_example():
+    read = variables_read_by_settings()
+    assert read, "the pattern found no variables: it is out of date"
+    assert read - documented_variables() == set()
+
+
+def test_no_module_but_settings_reads_the_environment():
+    offenders = [
+        str(path.relative_to(REPO_ROOT))
+        for package in ("knowledge", "retrieval", "generation")
+        for path in (REPO_ROOT / package).rglob("*.py")
+        if "os.environ" in path.read_text() or "getenv(" in path.read_text()
+    ]
+    assert offenders == []
