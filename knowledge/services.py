@@ -10,7 +10,9 @@ import functools
 import hashlib
 import logging
 import tempfile
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import IO
 import numpy as np
 from django.conf import settings
 from django.core.files import File
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -64,10 +66,13 @@ EMBEDDERS: dict[str, Callable[[str], Embedder]] = {
 }
 
 
-@functools.cache
 def get_embedder() -> Embedder:
     """The configured embedding model, loaded once per process."""
-    name = settings.RAG_EMBEDDING_MODEL
+    return _load_embedder(settings.RAG_EMBEDDING_MODEL)
+
+
+@functools.cache
+def _load_embedder(name: str) -> Embedder:
     factory = EMBEDDERS.get(name.partition(":")[0])
     if factory:
         return factory(name)
@@ -169,24 +174,35 @@ def ingest_document(document_id: int, progress: ProgressCallback | None = None) 
     document = _claim(document_id)
     if document is None or document.state != Document.State.PROCESSING:
         return document
-    report = _progress_reporter(document, progress)
+    with _lease_heartbeat(document.pk):
+        return _ingest_claimed(document, _progress_reporter(document, progress))
+
+
+def _ingest_claimed(document: Document, report: ProgressCallback) -> Document | None:
     try:
-        parsed = parse_document(document.file.open("rb").read(), document.original_name,
-                                document.password or None)
+        with document.file.open("rb") as handle:
+            data = handle.read()
+        parsed = parse_document(data, document.original_name, document.password or None)
     except ParseError as error:
         return _fail(document, str(error))
-    finally:
-        document.file.close()
+    except OSError:
+        logger.exception("Cannot read the stored file of document %s", document.pk)
+        return _fail(document, "The stored file is missing or unreadable; upload it again.")
     embedder = get_embedder()
     chunks = chunk_sections(
-        parsed.sections, embedder.count_tokens, embedder.split_tokens,  # type: ignore[attr-defined]
-        settings.RAG_CHUNK_TOKENS, settings.RAG_CHUNK_OVERLAP, embedder.max_tokens,
+        parsed.sections,
+        embedder.count_tokens,
+        embedder.split_tokens,  # type: ignore[attr-defined]
+        settings.RAG_CHUNK_TOKENS,
+        settings.RAG_CHUNK_OVERLAP,
+        embedder.max_tokens,
     )
     if not chunks:
         return _fail(document, "The document holds no text to index.")
     report(10)
     vectors = embedder.embed(
-        [chunk.text for chunk in chunks], progress=lambda done, total: report(10 + 85 * done // total)
+        [chunk.text for chunk in chunks],
+        progress=lambda done, total: report(10 + 85 * done // total),
     )
     if not _store_chunks(document, parsed, chunks, vectors):
         return None
@@ -198,16 +214,22 @@ def _claim(document_id: int) -> Document | None:
     """Move a queued (or abandoned) document to processing under a lease, atomically."""
     with transaction.atomic():
         document = (
-            Document.objects.select_for_update().select_related("knowledge_base")
-            .filter(pk=document_id).first()
+            Document.objects.select_for_update()
+            .select_related("knowledge_base")
+            .filter(pk=document_id)
+            .first()
         )
         if document is None or document.state in (
-            Document.State.INDEXED, Document.State.FAILED, Document.State.DISABLED
+            Document.State.INDEXED,
+            Document.State.FAILED,
+            Document.State.DISABLED,
         ):
             return document
         now = timezone.now()
-        if document.state == Document.State.PROCESSING and document.lease_expires_at and (
-            document.lease_expires_at > now
+        if (
+            document.state == Document.State.PROCESSING
+            and document.lease_expires_at
+            and (document.lease_expires_at > now)
         ):
             raise DocumentBusyError((document.lease_expires_at - now).total_seconds())
         document.state = Document.State.PROCESSING
@@ -217,6 +239,31 @@ def _claim(document_id: int) -> Document | None:
         document.save()
         document.refresh_from_db()
         return document
+
+
+@contextmanager
+def _lease_heartbeat(document_id: int) -> Iterator[None]:
+    """Renew the document's lease from a thread while this process works on it, so that only a
+    dead (or hung) worker's lease runs out, however long one step takes."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        try:
+            while not stop.wait(settings.RAG_INGEST_LEASE_SECONDS / 3):
+                lease = timezone.now() + timedelta(seconds=settings.RAG_INGEST_LEASE_SECONDS)
+                Document.objects.filter(pk=document_id, state=Document.State.PROCESSING).update(
+                    lease_expires_at=lease
+                )
+        finally:
+            connection.close()  # this thread's own database connection
+
+    thread = threading.Thread(target=renew, name=f"lease-{document_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _progress_reporter(document: Document, callback: ProgressCallback | None) -> ProgressCallback:
@@ -285,8 +332,12 @@ def fail_document(document_id: int, message: str) -> Document | None:
 
 def _finish(document: Document) -> Document:
     Document.objects.filter(pk=document.pk, state=Document.State.PROCESSING).update(
-        state=Document.State.INDEXED, progress=100, error="", password="",
-        lease_expires_at=None, indexed_at=timezone.now(),
+        state=Document.State.INDEXED,
+        progress=100,
+        error="",
+        password="",
+        lease_expires_at=None,
+        indexed_at=timezone.now(),
     )
     document.refresh_from_db()
     return document
@@ -299,10 +350,15 @@ def recover_stalled_documents(include_queued: bool) -> list[int]:
     expired = Document.objects.filter(
         state=Document.State.PROCESSING, lease_expires_at__lt=timezone.now()
     )
-    ids = [pk for pk in expired.values_list("pk", flat=True)
-           if expired.filter(pk=pk).update(state=Document.State.QUEUED)]
+    ids = [
+        pk
+        for pk in expired.values_list("pk", flat=True)
+        if expired.filter(pk=pk).update(state=Document.State.QUEUED)
+    ]
     if include_queued:
-        ids = list(Document.objects.filter(state=Document.State.QUEUED).values_list("pk", flat=True))
+        ids = list(
+            Document.objects.filter(state=Document.State.QUEUED).values_list("pk", flat=True)
+        )
     for document in Document.objects.filter(pk__in=ids):
         enqueue_ingestion(document)
     return ids
@@ -414,7 +470,9 @@ def _add_batch(pair: IndexPair, ids: list[int], texts: list[str], vectors: list[
     pair.sparse.add(ids, texts)
 
 
-def _publish(knowledge_base: KnowledgeBase, store: IndexStore, pair: IndexPair, version: int) -> int:
+def _publish(
+    knowledge_base: KnowledgeBase, store: IndexStore, pair: IndexPair, version: int
+) -> int:
     store.publish(knowledge_base.pk, version, pair)
     KnowledgeBase.objects.filter(pk=knowledge_base.pk).update(
         index_version=version, embedding_model=get_embedder().name
@@ -456,8 +514,9 @@ def _id_differences(label: str, wanted: set[int], present: set[int]) -> list[str
     if missing := sorted(wanted - present):
         problems.append(f"{label} index lacks {len(missing)} chunk(s), e.g. {missing[:5]}")
     if extra := sorted(present - wanted):
-        problems.append(f"{label} index holds {len(extra)} chunk(s) not in the database, "
-                        f"e.g. {extra[:5]}")
+        problems.append(
+            f"{label} index holds {len(extra)} chunk(s) not in the database, e.g. {extra[:5]}"
+        )
     return problems
 
 
@@ -470,8 +529,10 @@ def _vector_differences(dense: FaissIndex, wanted: dict[int, bytes]) -> list[str
     indexed = dense.vectors(common)
     bad = np.flatnonzero(np.abs(stored - indexed).max(axis=1) > 1e-5)
     if len(bad):
-        return [f"dense index vectors differ from the database for {len(bad)} chunk(s), "
-                f"e.g. {[common[i] for i in bad[:5]]}"]
+        return [
+            f"dense index vectors differ from the database for {len(bad)} chunk(s), "
+            f"e.g. {[common[i] for i in bad[:5]]}"
+        ]
     return []
 
 
@@ -517,16 +578,22 @@ def search_passages(
 def passages_for(hits: list[Hit], allowed: list[int]) -> list[Passage]:
     """Load the hits' chunks, keeping only searchable ones of the allowed knowledge bases."""
     chunks = Chunk.objects.filter(
-        pk__in=[hit.chunk_id for hit in hits], knowledge_base_id__in=allowed,
+        pk__in=[hit.chunk_id for hit in hits],
+        knowledge_base_id__in=allowed,
         document__state__in=SEARCHABLE_STATES,
     ).select_related("document")
     by_id = {chunk.pk: chunk for chunk in chunks}
     return [
         Passage(
-            chunk_id=chunk.pk, text=chunk.text, score=hit.score, document_id=chunk.document_id,
-            document_title=str(chunk.document), page=chunk.page,
+            chunk_id=chunk.pk,
+            text=chunk.text,
+            score=hit.score,
+            document_id=chunk.document_id,
+            document_title=str(chunk.document),
+            page=chunk.page,
             heading_path=tuple(filter(None, chunk.heading_path.split(HEADING_SEPARATOR))),
             knowledge_base_id=chunk.knowledge_base_id,
         )
-        for hit in hits if (chunk := by_id.get(hit.chunk_id))
+        for hit in hits
+        if (chunk := by_id.get(hit.chunk_id))
     ]

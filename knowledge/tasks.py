@@ -10,7 +10,10 @@ from . import services
 
 
 @shared_task(
-    bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
     soft_time_limit=settings.RAG_INGEST_TIME_LIMIT,
     time_limit=settings.RAG_INGEST_TIME_LIMIT + 60,
 )

@@ -14,6 +14,7 @@ def test_the_libraries_import_without_django():
         "        importlib.import_module(module.name)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in {'django', 'knowledge'}))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"

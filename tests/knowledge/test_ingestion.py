@@ -113,12 +113,14 @@ def test_disabling_a_document_takes_it_out_of_search_and_enabling_brings_it_back
 def test_a_replacement_swaps_the_chunks_once_it_is_indexed():
     knowledge_base = make_knowledge_base()
     old = ingest(add_text(knowledge_base, "travel.md", HANDBOOK))
-    new = add_text(knowledge_base, "travel.md", HANDBOOK.replace("25 euros", "40 euros"),
-                   replaces=old)
+    new = add_text(
+        knowledge_base, "travel.md", HANDBOOK.replace("25 euros", "40 euros"), replaces=old
+    )
     ingest(new)
     assert not Document.objects.filter(pk=old.pk).exists()
-    texts = " ".join(Chunk.objects.filter(knowledge_base=knowledge_base).values_list("text",
-                                                                                     flat=True))
+    texts = " ".join(
+        Chunk.objects.filter(knowledge_base=knowledge_base).values_list("text", flat=True)
+    )
     assert "40 euros" in texts and "25 euros" not in texts
     assert services.check_index(knowledge_base).problems == []
 
@@ -146,8 +148,9 @@ def test_no_chunk_is_longer_than_the_model_can_read():
     run_on = "x" * 20000 + " " + " ".join(["word"] * 3000)
     document = ingest(add_text(knowledge_base, "run-on.txt", run_on))
     limit = services.get_embedder().max_tokens
-    counts = services.get_embedder().count_tokens(list(document.chunks.values_list("text",
-                                                                                   flat=True)))
+    counts = services.get_embedder().count_tokens(
+        list(document.chunks.values_list("text", flat=True))
+    )
     assert max(counts) <= limit
 
 
@@ -164,7 +167,13 @@ def test_check_index_reports_a_chunk_missing_from_the_indexes():
     knowledge_base = make_knowledge_base()
     document = ingest(add_text(knowledge_base, "travel.md", HANDBOOK))
     chunk = document.chunks.first()
-    Chunk.objects.create(document=document, knowledge_base=knowledge_base, order=99,
-                         text="stray", token_count=1, embedding=chunk.embedding)
+    Chunk.objects.create(
+        document=document,
+        knowledge_base=knowledge_base,
+        order=99,
+        text="stray",
+        token_count=1,
+        embedding=chunk.embedding,
+    )
     problems = services.check_index(knowledge_base).problems
     assert any("lacks 1 chunk" in problem for problem in problems)

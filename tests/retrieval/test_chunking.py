@@ -10,8 +10,9 @@ embedder = HashingEmbedder()
 
 
 def chunk(sections, size=50, overlap=10, limit=254):
-    return chunk_sections(sections, embedder.count_tokens, embedder.split_tokens, size, overlap,
-                          limit)
+    return chunk_sections(
+        sections, embedder.count_tokens, embedder.split_tokens, size, overlap, limit
+    )
 
 
 def words(n: int, start: int = 0) -> str:
@@ -20,8 +21,12 @@ def words(n: int, start: int = 0) -> str:
 
 def test_a_short_section_is_one_chunk_with_its_page_and_heading():
     [only] = chunk([Section("Hello there.", page=3, heading_path=("Intro",))])
-    assert (only.text, only.page, only.heading_path, only.order) == ("Hello there.", 3,
-                                                                     ("Intro",), 0)
+    assert (only.text, only.page, only.heading_path, only.order) == (
+        "Hello there.",
+        3,
+        ("Intro",),
+        0,
+    )
 
 
 def test_chunks_respect_the_budget_and_overlap():
@@ -53,9 +58,11 @@ def test_overlap_must_be_smaller_than_the_chunk():
 @pytest.mark.slow
 def test_real_tokenizer_chunks_fit_all_minilm(settings):
     model = SentenceTransformerEmbedder(settings.RAG_EMBEDDING_MODEL)
-    text = ("Grundlagen der Topologie: offene Mengen, Umgebungen und Stetigkeit. " * 200
-            + "数据" * 3000)
-    chunks = chunk_sections([Section(text)], model.count_tokens, model.split_tokens, 254, 40,
-                            model.max_tokens)
+    text = (
+        "Grundlagen der Topologie: offene Mengen, Umgebungen und Stetigkeit. " * 200 + "数据" * 3000
+    )
+    chunks = chunk_sections(
+        [Section(text)], model.count_tokens, model.split_tokens, 254, 40, model.max_tokens
+    )
     assert max(model.count_tokens([c.text for c in chunks])) <= model.max_tokens == 254
     assert model.embed([c.text for c in chunks[:3]]).shape == (3, 384)

@@ -1,0 +1,36 @@
+"""manage.py check_index [--kb NAME]"""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from knowledge import services
+
+from .rebuild_index import selected_knowledge_bases
+
+
+class Command(BaseCommand):
+    help = (
+        "Check that each knowledge base's published indexes hold exactly the chunks and vectors "
+        "in the database. Exits 0 only when all agree; otherwise prints what differs."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--kb", help="knowledge base name (default: all)")
+
+    def handle(self, *args, kb=None, **options):
+        inconsistent = 0
+        for knowledge_base in selected_knowledge_bases(kb):
+            report = services.check_index(knowledge_base)
+            head = f"{report.knowledge_base}: version {report.version}, {report.chunks} chunk(s)"
+            if report.problems:
+                inconsistent += 1
+                self.stdout.write(f"{head}: INCONSISTENT")
+                for problem in report.problems:
+                    self.stdout.write(f"  - {problem}")
+            else:
+                self.stdout.write(f"{head}: ok")
+        if inconsistent:
+            raise CommandError(
+                f"{inconsistent} knowledge base(s) differ from the database; "
+                "run `manage.py rebuild_index` to repair them.",
+                returncode=1,
+            )

@@ -1,0 +1,90 @@
+"""manage.py ingest PATH... --kb NAME [--password P] [--json]"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from knowledge import services
+from knowledge.models import Document, KnowledgeBase
+
+
+class Command(BaseCommand):
+    help = (
+        "Ingest files or folders into a knowledge base (created if missing), in this process. "
+        "Prints one line per file; exits non-zero if any file failed."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("paths", nargs="+", help="files or folders (searched recursively)")
+        parser.add_argument("--kb", required=True, help="knowledge base name")
+        parser.add_argument("--password", default="", help="password for encrypted PDFs")
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="one JSON object per file"
+        )
+
+    def handle(self, *args, paths, kb, password, as_json, **options):
+        files = collect_files(paths)
+        if not files:
+            raise CommandError("No files found under the given paths.")
+        knowledge_base, _ = KnowledgeBase.objects.get_or_create(name=kb)
+        failures = 0
+        with tqdm(files, unit="file", disable=None, dynamic_ncols=True) as bar:
+            for path in bar:
+                bar.set_postfix_str(path.name[:40])
+                row = ingest_file(knowledge_base, path, password)
+                failures += row["status"] == "failed"
+                with tqdm.external_write_mode():  # lines go above the bar, not through it
+                    self.stdout.write(format_row(row, as_json))
+        if failures:
+            raise CommandError(f"{failures} of {len(files)} file(s) failed.", returncode=1)
+
+
+def collect_files(paths: list[str]) -> list[Path]:
+    files: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p, path))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise CommandError(f"{name} does not exist.")
+    return files
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def ingest_file(knowledge_base: KnowledgeBase, path: Path, password: str) -> dict:
+    row = {"file": str(path), "status": "failed", "pages": None, "chunks": 0, "error": None}
+    try:
+        with path.open("rb") as handle:
+            upload = services.add_document(knowledge_base, path.name, handle, password=password)
+    except (services.UploadRejectedError, OSError) as error:
+        row["error"] = str(error)
+        return row
+    document = upload.document
+    if not upload.created and document.state != Document.State.QUEUED:
+        row["status"] = "skipped"
+    else:
+        document = services.ingest_document(document.pk) or document
+        row["status"] = document.state
+    row.update(pages=document.page_count, chunks=document.chunk_count, error=document.error or None)
+    if row["status"] == "skipped" and document.state == Document.State.FAILED:
+        row["status"], row["error"] = "failed", document.error
+    return row
+
+
+def format_row(row: dict, as_json: bool) -> str:
+    if as_json:
+        return json.dumps(row, ensure_ascii=False)
+    if row["status"] == "failed":
+        return f"error  {row['file']}: {row['error']}"
+    label = "ok     " if row["status"] == "indexed" else "skipped"
+    pages = f"{row['pages']} page(s), " if row["pages"] else ""
+    return f"{label}{row['file']}: {pages}{row['chunks']} chunk(s)"

@@ -1,0 +1,159 @@
+"""A real Celery worker process: ingestion through the broker, and recovery after SIGKILL.
+
+Runs against the broker the suite is configured with: Redis when REDIS_URL is set, otherwise
+the embedded file-based broker that `make run` uses by default.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from knowledge import services
+from knowledge.models import Chunk, Document
+from rag_site.celery import app
+from tests.conftest import PDFS, REPO_ROOT
+from tests.factories import add_file, make_knowledge_base
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+LEASE_SECONDS = 4
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
+    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
+    return f"postgres://{db['USER']}{password}@{host}:{port}/{db['NAME']}"
+
+
+class Worker:
+    """A `celery worker` subprocess on a queue of its own, sharing this test's database."""
+
+    def __init__(self, queue: str, log_path) -> None:
+        self.queue, self.log_path = queue, log_path
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url(),
+            "RAG_DATA_DIR": str(settings.RAG_DATA_DIR),
+            "RAG_CELERY_QUEUE": self.queue,
+            "RAG_INGEST_LEASE_SECONDS": str(LEASE_SECONDS),
+            "RAG_TASK_VISIBILITY_TIMEOUT": "8",
+        }
+        if not settings.REDIS_URL:
+            env["RAG_BROKER_DIR"] = str(settings.BROKER_DIR)
+        log = open(self.log_path, "ab")  # noqa: SIM115  (closed with the process)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "rag_site",
+                "worker",
+                "--concurrency=1",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "-Q",
+                self.queue,
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)  # the pool child dies with its parent
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def worker(tmp_path) -> Iterator[Worker]:
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    previous = app.conf.task_default_queue
+    app.conf.task_default_queue = queue
+    started = Worker(queue, tmp_path / "worker.log")
+    started.start()
+    yield started
+    started.kill()
+    app.conf.task_default_queue = previous
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, worker: Worker) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out; worker log:\n{worker.log()}")
+
+
+def settled(*documents: Document) -> Callable[[], bool]:
+    ids = [document.pk for document in documents]
+    done = (Document.State.INDEXED, Document.State.FAILED)
+    return lambda: Document.objects.filter(pk__in=ids, state__in=done).count() == len(ids)
+
+
+def test_a_worker_ingests_real_pdfs_sent_through_the_broker(worker):
+    knowledge_base = make_knowledge_base("pdfs")
+    paper = add_file(knowledge_base, PDFS / "naacl06-shinyama.pdf")
+    locked = add_file(knowledge_base, PDFS / "libreoffice-writer-password.pdf")
+    scanned = add_file(knowledge_base, PDFS / "175.pdf")
+    for document in (paper, locked, scanned):
+        services.enqueue_ingestion(document)
+    wait_for(settled(paper, locked, scanned), 180, worker)
+
+    paper.refresh_from_db()
+    assert paper.state == Document.State.INDEXED and paper.page_count == 8
+    pages = set(paper.chunks.values_list("page", flat=True))
+    assert pages == set(range(1, 9))
+    assert Document.objects.get(pk=locked.pk).error.startswith("This PDF is password-protected")
+    assert "OCR" in Document.objects.get(pk=scanned.pk).error
+    assert services.check_index(knowledge_base).problems == []
+    hits = services.search_passages([knowledge_base], "paraphrase acquisition named entities")
+    assert hits and hits[0].document_id == paper.pk
+
+
+def test_a_worker_killed_mid_document_leaves_it_indexed_once_after_restart(worker):
+    knowledge_base = make_knowledge_base("pdfs")
+    document = add_file(knowledge_base, PDFS / "chelsea_pdta.pdf")
+    services.enqueue_ingestion(document)
+
+    def embedding_under_way() -> bool:
+        return Document.objects.get(pk=document.pk).progress >= 15
+
+    wait_for(embedding_under_way, 180, worker)
+    worker.kill()
+    assert Document.objects.get(pk=document.pk).state == Document.State.PROCESSING
+    worker.start()
+    wait_for(settled(document), 240, worker)
+
+    document.refresh_from_db()
+    assert document.state == Document.State.INDEXED, worker.log()
+    chunks = Chunk.objects.filter(document=document)
+    orders = list(chunks.values_list("order", flat=True))
+    assert len(orders) == len(set(orders)) == document.chunk_count > 0
+    assert Chunk.objects.filter(knowledge_base=knowledge_base).count() == document.chunk_count
+    assert document.attempts >= 2
+    assert services.check_index(knowledge_base).problems == []
