@@ -46,9 +46,7 @@ def chunk_sections(
     for section in sections:
         pieces = _bounded(splitter.split_text(section.text), count_tokens, split_tokens, limit)
         for text, tokens in pieces:
-            chunks.append(
-                ChunkText(text, len(chunks), section.page, section.heading_path, tokens)
-            )
+            chunks.append(ChunkText(text, len(chunks), section.page, section.heading_path, tokens))
     return chunks
 
 

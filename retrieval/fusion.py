@@ -21,5 +21,7 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hit]], k: int = RRF_K) ->
     for ranking in rankings:
         for rank, hit in enumerate(ranking, start=1):
             scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + 1.0 / (k + rank)
-    return [Hit(chunk_id, score) for chunk_id, score in
-            sorted(scores.items(), key=lambda item: (-item[1], item[0]))]
+    return [
+        Hit(chunk_id, score)
+        for chunk_id, score in sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    ]
