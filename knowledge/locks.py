@@ -24,11 +24,16 @@ class LockTimeoutError(Exception):
 
 
 @contextmanager
-def knowledge_base_lock(knowledge_base_id: int) -> Iterator[None]:
-    """Hold the index-writing lock of one knowledge base for the duration of the block."""
+def knowledge_base_lock(
+    knowledge_base_id: int, expiry: float = LOCK_EXPIRY_SECONDS
+) -> Iterator[None]:
+    """Hold the index-writing lock of one knowledge base for the duration of the block.
+
+    expiry: seconds a Redis lock outlives a holder that died (renewed while it lives).
+    """
     name = f"knowledge-base-{knowledge_base_id}"
     if settings.REDIS_URL:
-        with _redis_lock(name):
+        with _redis_lock(name, expiry):
             yield
     else:
         with _file_lock(name):
@@ -36,15 +41,15 @@ def knowledge_base_lock(knowledge_base_id: int) -> Iterator[None]:
 
 
 @contextmanager
-def _redis_lock(name: str) -> Iterator[None]:
+def _redis_lock(name: str, expiry: float) -> Iterator[None]:
     client = redis.Redis.from_url(settings.REDIS_URL)
-    lock = client.lock(f"rag:lock:{name}", timeout=LOCK_EXPIRY_SECONDS, thread_local=False)
+    lock = client.lock(f"rag:lock:{name}", timeout=expiry, thread_local=False)
     if not lock.acquire(blocking=True, blocking_timeout=settings.RAG_LOCK_TIMEOUT):
         raise LockTimeoutError(f"Timed out waiting for the lock on {name}.")
     stop = threading.Event()
 
     def renew() -> None:
-        while not stop.wait(LOCK_EXPIRY_SECONDS / 3):
+        while not stop.wait(expiry / 3):
             lock.reacquire()
 
     watchdog = threading.Thread(target=renew, name=f"lock-watchdog-{name}", daemon=True)

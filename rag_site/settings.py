@@ -194,13 +194,14 @@ if REDIS_URL:
 else:
     # kombu's filesystem transport: messages are files in a folder shared by web and worker.
     BROKER_DIR = Path(os.environ.get("RAG_BROKER_DIR") or RAG_DATA_DIR / "broker").resolve()
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("RAG_CELERY_QUEUE", "celery")

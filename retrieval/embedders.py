@@ -82,8 +82,9 @@ class SentenceTransformerEmbedder:
         total = len(texts)
         if not total:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        # Several batches per call let sentence-transformers sort by length across them.
-        step = self.batch_size * 8
+        # A few batches per call let sentence-transformers sort by length across them, while
+        # progress still moves every few seconds.
+        step = self.batch_size * 2
         parts = []
         for start in range(0, total, step):
             part = self._model.encode(
