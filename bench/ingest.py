@@ -1,0 +1,524 @@
+"""End-to-end ingestion throughput: our pipeline against bare embedding and a plain LangChain path.
+
+Usage: python bench/ingest.py [--json] [--pdfs DIR] [--large-pages N] [--skip-langchain]
+                              [--database-url URL] [--keep]
+
+Three systems ingest the same inputs in one run on one machine:
+
+- ours: knowledge.services.add_document() then ingest_document() per file, the path a Celery
+  worker takes (parse, chunk, embed, store the chunks, publish the FAISS and BM25 indexes);
+- bare embedding: the embedding model alone on exactly the chunk texts our pipeline stored, the
+  ceiling for our throughput (the goal is ours >= 0.85 of it);
+- langchain: what a user would write: PyPDFLoader (TextLoader for the Markdown document),
+  RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200), HuggingFaceEmbeddings on
+  the same model folder, FAISS.from_documents.
+
+Inputs: every file of the PDF folder (default ../shared/data/pdfs), and one large Markdown
+document generated from the handbooks in ../shared/data/handbook: --large-pages pages of about
+3,000 characters each, separated by form feeds. The embedding model is loaded and warmed up
+before any timing, so model load time is excluded for every system. Django runs in-process
+against a fresh temporary data folder and SQLite database (or --database-url). Progress goes to
+stderr; with --json, stdout carries exactly one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+PAGE_CHARS = 3000
+LARGE_NAME = "generated-handbook.md"
+NOT_CONTENT = {"SOURCE.md", "LICENSE.md", "LICENSE"}
+GOAL_RATIO = 0.85
+
+
+def log(message: str) -> None:
+    """Progress and diagnostics, always on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Measurement:
+    """What one system did with one group of inputs (or all of them)."""
+
+    files_ok: int = 0
+    files_failed: int = 0
+    pages: int = 0
+    chunks: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    def rate(self, count: int) -> float:
+        """count per second of measured time."""
+        return count / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict:
+        """The fields plus pages/s, chunks/s and tokens/s."""
+        return {
+            **asdict(self),
+            "seconds": round(self.seconds, 3),
+            "pages_per_s": round(self.rate(self.pages), 2),
+            "chunks_per_s": round(self.rate(self.chunks), 2),
+            "tokens_per_s": round(self.rate(self.tokens), 1),
+        }
+
+
+def combined(parts: dict[str, Measurement]) -> Measurement:
+    """Sum the measurements of several input groups."""
+    total = Measurement()
+    for part in parts.values():
+        for name in ("files_ok", "files_failed", "pages", "chunks", "tokens", "seconds"):
+            setattr(total, name, getattr(total, name) + getattr(part, name))
+        total.failures += part.failures
+    return total
+
+
+@dataclass
+class SystemResult:
+    """A system's totals, its measurements per input group, and remarks on how to read them."""
+
+    parts: dict[str, Measurement]
+    notes: list[str] = field(default_factory=list)
+    total: Measurement = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.total = combined(self.parts)
+
+    def as_dict(self) -> dict:
+        """Totals at the top level, then parts and notes."""
+        parts = {name: part.as_dict() for name, part in self.parts.items()}
+        return {**self.total.as_dict(), "parts": parts, "notes": self.notes}
+
+
+# --- Set-up ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--pdfs", type=Path, default=SHARED_DATA / "pdfs", help="PDF folder")
+    parser.add_argument(
+        "--handbook",
+        type=Path,
+        default=SHARED_DATA / "handbook",
+        help="Markdown folder the large document is generated from",
+    )
+    parser.add_argument(
+        "--large-pages",
+        type=int,
+        default=300,
+        help="pages of the generated Markdown document (0: none)",
+    )
+    parser.add_argument("--skip-langchain", action="store_true", help="leave LangChain out")
+    parser.add_argument("--database-url", help="database to use instead of a fresh SQLite file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
+    return parser.parse_args(argv)
+
+
+def setup_django(data_dir: Path, database_url: str | None) -> None:
+    """Point the settings at the temporary data folder, start Django and migrate."""
+    os.environ["RAG_DATA_DIR"] = str(data_dir)
+    os.environ["DATABASE_URL"] = database_url or f"sqlite:///{data_dir / 'db.sqlite3'}"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "rag_site.settings"
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def handbook_lines(root: Path) -> Iterator[str]:
+    """The lines of every handbook Markdown file (sorted, YAML front matter dropped), forever."""
+    files = sorted(p for p in root.rglob("*.md") if p.name not in NOT_CONTENT)
+    lines = [
+        line
+        for path in files
+        for line in [*strip_front_matter(path.read_text("utf-8", errors="replace")).split("\n"), ""]
+    ]
+    if not any(line.strip() for line in lines):
+        raise SystemExit(f"No Markdown text found under {root}.")
+    return itertools.cycle(lines)
+
+
+def strip_front_matter(text: str) -> str:
+    """Drop a leading '---' ... '---' YAML block, which a user's own document would not have."""
+    if not text.startswith("---\n"):
+        return text
+    end = text.find("\n---", 4)
+    return text if end < 0 else text[text.find("\n", end + 4) + 1 :]
+
+
+def build_large_document(handbook: Path, pages: int, target: Path) -> Path:
+    """Write `pages` pages of about PAGE_CHARS characters of handbook Markdown, form-feed apart."""
+    lines = handbook_lines(handbook)
+    texts = []
+    for _ in range(pages):
+        page: list[str] = []
+        size = 0
+        while size < PAGE_CHARS:
+            page.append(next(lines))
+            size += len(page[-1]) + 1
+        texts.append("\n".join(page))
+    target.write_text("\n\f\n".join(texts), encoding="utf-8")
+    return target
+
+
+def collect_inputs(args: argparse.Namespace, data_dir: Path) -> dict[str, list[Path]]:
+    """The input groups: every file of the PDF folder, and the generated Markdown document."""
+    inputs = {"pdfs": sorted(p for p in args.pdfs.iterdir() if p.suffix.lower() == ".pdf")}
+    if args.large_pages > 0:
+        large = build_large_document(args.handbook, args.large_pages, data_dir / LARGE_NAME)
+        inputs["large"] = [large]
+    return inputs
+
+
+def warm_up_embedder():
+    """Load our embedding model and run it once, so no timing includes the load."""
+    from knowledge import services
+
+    embedder = services.get_embedder()
+    embedder.embed(["warm up"])
+    return embedder
+
+
+# --- Our pipeline -------------------------------------------------------------------------------
+
+
+def run_ours(knowledge_base, inputs: dict[str, list[Path]], large_pages: int) -> SystemResult:
+    """Ingest every input group through knowledge.services, timing each group."""
+    parts = {name: ingest_ours(knowledge_base, paths) for name, paths in inputs.items()}
+    notes = ["pages: Document.page_count of the PDFs indexed"]
+    if "large" in parts:
+        parts["large"].pages = large_pages
+        notes.append(f"large: {large_pages} generated pages, {large_section_note(inputs)}")
+    return SystemResult(parts, notes)
+
+
+def ingest_ours(knowledge_base, paths: list[Path]) -> Measurement:
+    """add_document + ingest_document for each file; counts come from the database afterwards."""
+    measurement = Measurement()
+    start = time.perf_counter()
+    indexed = [ingest_one(knowledge_base, path, measurement) for path in paths]
+    measurement.seconds = time.perf_counter() - start
+    count_ours(measurement, [pk for pk in indexed if pk is not None])
+    return measurement
+
+
+def ingest_one(knowledge_base, path: Path, measurement: Measurement) -> int | None:
+    """Ingest one file; return its document id when indexed, record why it failed otherwise."""
+    from knowledge import services
+    from knowledge.models import Document
+
+    log(f"ours: {path.name}")
+    try:
+        with path.open("rb") as handle:
+            document = services.add_document(knowledge_base, path.name, handle).document
+        document = services.ingest_document(document.pk) or document
+    except services.UploadRejectedError as error:
+        return record_failure(measurement, path, f"UploadRejectedError: {error}")
+    except Exception as error:  # a crash in our code: show it, do not hide it
+        log(traceback.format_exc())
+        return record_failure(measurement, path, f"CRASH {type(error).__name__}: {error}")
+    if document.state != Document.State.INDEXED:
+        reason = document.error if document.state == Document.State.FAILED else document.state
+        return record_failure(measurement, path, reason)
+    measurement.files_ok += 1
+    return document.pk
+
+
+def record_failure(measurement: Measurement, path: Path, reason: str) -> None:
+    """Count a failed file and keep its reason."""
+    measurement.files_failed += 1
+    measurement.failures.append(f"{path.name}: {reason}")
+    log(f"  failed: {reason}")
+
+
+def count_ours(measurement: Measurement, document_ids: list[int]) -> None:
+    """Pages, chunks and tokens of the indexed documents, read from the database."""
+    from django.db.models import Sum
+
+    from knowledge.models import Chunk, Document
+
+    documents = Document.objects.filter(pk__in=document_ids)
+    measurement.pages = sum(documents.exclude(page_count=None).values_list("page_count", flat=True))
+    measurement.chunks = sum(documents.values_list("chunk_count", flat=True))
+    tokens = Chunk.objects.filter(document_id__in=document_ids).aggregate(n=Sum("token_count"))
+    measurement.tokens = tokens["n"] or 0
+
+
+def large_section_note(inputs: dict[str, list[Path]]) -> str:
+    """How our parser reads the generated document (it has no page numbers), counted untimed."""
+    from retrieval.parsing import parse_document
+
+    path = inputs["large"][0]
+    parsed = parse_document(path.read_bytes(), path.name)
+    return (
+        f"which our {parsed.file_type} parser reads as {len(parsed.sections)} heading "
+        f"sections without page numbers (page_count {parsed.page_count})"
+    )
+
+
+# --- Bare embedding -----------------------------------------------------------------------------
+
+
+def run_bare(knowledge_base, embedder) -> SystemResult:
+    """Embed exactly our stored chunk texts, in order, with nothing else around it."""
+    from knowledge.models import Chunk
+
+    rows = Chunk.objects.filter(knowledge_base=knowledge_base).order_by("document_id", "order")
+    texts, tokens = [], 0
+    for text, token_count in rows.values_list("text", "token_count"):
+        texts.append(text)
+        tokens += token_count
+    log(f"bare embedding: {len(texts)} chunks")
+    start = time.perf_counter()
+    embedder.embed(texts)
+    seconds = time.perf_counter() - start
+    measurement = Measurement(chunks=len(texts), tokens=tokens, seconds=seconds)
+    return SystemResult({"all": measurement}, ["embedder.embed() on our chunk texts, one call"])
+
+
+# --- LangChain ----------------------------------------------------------------------------------
+
+
+def langchain_embeddings(model: str):
+    """HuggingFaceEmbeddings on our model folder (langchain_huggingface if installed), warm."""
+    try:
+        from langchain_huggingface import HuggingFaceEmbeddings
+    except ImportError:
+        from langchain_community.embeddings import HuggingFaceEmbeddings
+    embeddings = HuggingFaceEmbeddings(model_name=model, model_kwargs={"device": "cpu"})
+    embeddings.embed_query("warm up")
+    return embeddings, HuggingFaceEmbeddings.__module__
+
+
+def run_langchain(inputs: dict[str, list[Path]], large_pages: int, embedder) -> SystemResult:
+    """Load, split, embed and index every input group into one FAISS store, timing each."""
+    from django.conf import settings
+
+    embeddings, module = langchain_embeddings(settings.RAG_EMBEDDING_MODEL)
+    state: dict = {"store": None, "empty_files": 0, "too_long": 0, "lost_tokens": 0}
+    parts = {}
+    for name, paths in inputs.items():
+        parts[name] = langchain_part(paths, embeddings, state, embedder)
+    if "large" in parts:
+        parts["large"].pages = large_pages
+    notes = [
+        f"embeddings: {module}.HuggingFaceEmbeddings (device cpu, like ours)",
+        "pages: Documents PyPDFLoader returned (one per page); large: the generated pages",
+        "tokens: its chunks counted with our embedder's tokenizer (outside the timing)",
+        f"{state['empty_files']} file(s) loaded without any text (nothing indexed, no error)",
+        f"{state['too_long']} chunk(s) over the model's {embedder.max_tokens}-token limit: "
+        f"{state['lost_tokens']} token(s) silently truncated at embedding time",
+    ]
+    return SystemResult(parts, notes)
+
+
+def langchain_part(paths: list[Path], embeddings, state: dict, embedder) -> Measurement:
+    """Time load + split + embed + index of one input group."""
+    from langchain_community.vectorstores import FAISS
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    measurement = Measurement()
+    start = time.perf_counter()
+    documents = [doc for path in paths for doc in langchain_load(path, measurement, state)]
+    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
+    chunks = splitter.split_documents(documents)
+    if chunks and state["store"] is None:
+        state["store"] = FAISS.from_documents(chunks, embeddings)
+    elif chunks:
+        state["store"].add_documents(chunks)
+    measurement.seconds = time.perf_counter() - start
+    measurement.pages = sum(doc.metadata.get("page") is not None for doc in documents)
+    count_langchain_tokens(measurement, [chunk.page_content for chunk in chunks], state, embedder)
+    return measurement
+
+
+def langchain_load(path: Path, measurement: Measurement, state: dict) -> list:
+    """PyPDFLoader for PDFs, TextLoader otherwise; a file that raises counts as failed."""
+    from langchain_community.document_loaders import PyPDFLoader, TextLoader
+
+    log(f"langchain: {path.name}")
+    try:
+        if path.suffix.lower() == ".pdf":
+            documents = PyPDFLoader(str(path)).load()
+        else:
+            documents = TextLoader(str(path), encoding="utf-8").load()
+    except Exception as error:
+        record_failure(measurement, path, f"{type(error).__name__}: {error}"[:300])
+        return []
+    measurement.files_ok += 1
+    state["empty_files"] += not any(doc.page_content.strip() for doc in documents)
+    return documents
+
+
+def count_langchain_tokens(measurement: Measurement, texts: list[str], state: dict, embedder):
+    """Count the chunks' tokens with our tokenizer, and what the model's limit cuts off."""
+    counts = embedder.count_tokens(texts)
+    measurement.chunks = len(texts)
+    measurement.tokens = sum(counts)
+    over = [count - embedder.max_tokens for count in counts if count > embedder.max_tokens]
+    state["too_long"] += len(over)
+    state["lost_tokens"] += sum(over)
+
+
+# --- Report -------------------------------------------------------------------------------------
+
+COLUMNS = (
+    "system",
+    "files ok",
+    "files failed",
+    "pages",
+    "chunks",
+    "tokens",
+    "seconds",
+    "pages/s",
+    "chunks/s",
+    "tokens/s",
+)
+
+
+def table_row(label: str, m: Measurement, with_files: bool = True) -> list[str]:
+    """One table row; '-' where the system has no files or pages."""
+    files = [str(m.files_ok), str(m.files_failed), str(m.pages)] if with_files else ["-"] * 3
+    rates = [
+        f"{m.rate(m.pages):.1f}" if with_files else "-",
+        f"{m.rate(m.chunks):.1f}",
+        f"{m.rate(m.tokens):,.0f}",
+    ]
+    return [label, *files, str(m.chunks), f"{m.tokens:,}", f"{m.seconds:.2f}", *rates]
+
+
+def format_table(results: dict[str, SystemResult]) -> str:
+    """Systems with their totals, then one indented row per input group."""
+    rows = [list(COLUMNS)]
+    for name, result in results.items():
+        with_files = name != "bare_embedding"
+        rows.append(table_row(name, result.total, with_files))
+        if len(result.parts) > 1:
+            rows += [table_row(f"  {part}", m, with_files) for part, m in result.parts.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [
+        " | ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def ratio(results: dict[str, SystemResult]) -> float | None:
+    """Our tokens/s over bare embedding's, on the same chunk texts."""
+    ours, bare = results["ours"].total, results["bare_embedding"].total
+    return ours.rate(ours.tokens) / bare.rate(bare.tokens) if bare.rate(bare.tokens) else None
+
+
+def machine_info(embedder) -> dict:
+    """CPU count, torch threads and versions, and the model."""
+    import torch
+
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "model": embedder.name,
+        "model_load": "excluded: loaded and warmed up before timing, for every system",
+    }
+
+
+def print_report(results: dict[str, SystemResult], machine: dict) -> None:
+    """The readable report on stdout."""
+    print(format_table(results))
+    value = ratio(results)
+    if value is not None:
+        verdict = "meets" if value >= GOAL_RATIO else "misses"
+        print(
+            f"\nours / bare embedding (tokens/s): {value:.2f} ({verdict} the goal >= {GOAL_RATIO})"
+        )
+    print(
+        f"Machine: {machine['cpu_count']} CPUs, torch threads {machine['torch_threads']}, "
+        f"torch {machine['torch']}, Python {machine['python']}, {machine['platform']}, "
+        f"load average at the end {machine['load_average_1min']} (other work skews timings)"
+    )
+    print(f"Model: {machine['model']} ({machine['model_load']})")
+    for name, result in results.items():
+        for line in result.notes + [f"failed: {f}" for f in result.total.failures]:
+            print(f"{name}: {line}")
+
+
+def json_report(results: dict[str, SystemResult], machine: dict) -> dict:
+    """One object: a key per system, the ratio and the machine."""
+    report: dict = {name: result.as_dict() for name, result in results.items()}
+    value = ratio(results)
+    report["ratio_ours_over_bare"] = round(value, 4) if value is not None else None
+    report["goal_ratio"] = GOAL_RATIO
+    report["machine"] = machine
+    return report
+
+
+# --- Main ---------------------------------------------------------------------------------------
+
+
+def run_all(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, SystemResult], dict]:
+    """Set up, warm the model, then measure ours, bare embedding and LangChain in that order."""
+    setup_django(data_dir, args.database_url)
+    from knowledge.models import KnowledgeBase
+
+    inputs = collect_inputs(args, data_dir)
+    embedder = warm_up_embedder()
+    knowledge_base = KnowledgeBase.objects.create(name=f"bench-ingest-{uuid.uuid4().hex[:8]}")
+    try:
+        results = {"ours": run_ours(knowledge_base, inputs, args.large_pages)}
+        results["bare_embedding"] = run_bare(knowledge_base, embedder)
+        if not args.skip_langchain:
+            results["langchain"] = run_langchain(inputs, args.large_pages, embedder)
+    finally:
+        if args.database_url:
+            knowledge_base.delete()
+    return results, machine_info(embedder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table (or the JSON object)."""
+    args = parse_args(argv)
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    log(f"data folder: {data_dir}")
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # libraries' prints must not reach stdout
+            results, machine = run_all(args, data_dir)
+    finally:
+        if not args.keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(json_report(results, machine), ensure_ascii=False))
+    else:
+        print_report(results, machine)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
