@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 
 from retrieval.errors import IndexMismatchError, IndexNotBuiltError
+from retrieval.files import fsync_path
 from retrieval.types import Hit
 
 FORMAT_VERSION = 1
@@ -155,14 +156,14 @@ class FaissIndex:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self._index, str(path / INDEX_FILE))
-        _fsync_file(path / INDEX_FILE)
+        fsync_path(path / INDEX_FILE)
         meta = {"format": FORMAT_VERSION, "kind": self.kind, "dimension": self.dimension}
         meta["count"] = len(self)
         with open(path / META_FILE, "w", encoding="utf-8") as handle:
             json.dump(meta, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        _fsync_file(path)
+        fsync_path(path)
 
     @classmethod
     def load(cls, path: Path, dimension: int | None = None) -> FaissIndex:
@@ -242,12 +243,3 @@ def _last_occurrences(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     _, first_from_end = np.unique(ids[::-1], return_index=True)
     keep = np.sort(len(ids) - 1 - first_from_end)
     return ids[keep], keep
-
-
-def _fsync_file(path: Path) -> None:
-    """Flush a written file (or a directory entry list) to disk."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -38,6 +38,7 @@ except ImportError:  # pragma: no cover - a future scipy may move it; numpy give
     _csc_matvec = None
 
 from retrieval.errors import IndexMismatchError, IndexNotBuiltError
+from retrieval.files import fsync_path
 from retrieval.tokenize import Bm25Tokenizer
 from retrieval.types import Hit
 
@@ -444,7 +445,7 @@ class Bm25Index:
             _write_npz(path / ARRAYS_FILE, self._arrays())
             _write_json(path / VOCABULARY_FILE, self._terms)
             _write_json(path / META_FILE, self._meta())
-        _fsync_directory(path)
+        fsync_path(path)
 
     @classmethod
     def load(cls, path: Path) -> Bm25Index:
@@ -669,11 +670,3 @@ def _write_json(path: Path, data: Any) -> None:
         json.dump(data, handle, ensure_ascii=False)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

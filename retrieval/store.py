@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .dense import FaissIndex
 from .errors import IndexNotBuiltError
+from .files import fsync_path
 from .sparse import Bm25Index
 
 
@@ -51,12 +52,12 @@ class IndexStore:
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=base))
         pair.dense.save(staging / "dense")
         pair.sparse.save(staging / "sparse")
-        _fsync_tree(staging)
+        fsync_path(staging)  # the indexes fsync their own files and folders
         target = self.folder(knowledge_base_id, version)
         if target.exists():  # written by a process that died before recording it
             shutil.rmtree(target)
         os.rename(staging, target)
-        _fsync_dir(base)
+        fsync_path(base)
         return target
 
     def prune(self, knowledge_base_id: int, current: int, keep: int = 2) -> None:
@@ -74,20 +75,3 @@ class IndexStore:
 
     def drop(self, knowledge_base_id: int) -> None:
         shutil.rmtree(self.root / f"kb-{knowledge_base_id}", ignore_errors=True)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in folder.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    for path in [folder, *[p for p in folder.rglob("*") if p.is_dir()]]:
-        _fsync_dir(path)
-
-
-def _fsync_dir(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -14,15 +14,19 @@ from knowledge.locks import knowledge_base_lock
 REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
+def require_redis() -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError:
+        if os.environ.get("REQUIRE_SERVICES") == "1":
+            raise
+        pytest.skip("no Redis server here (CI requires one)")
+
+
 @pytest.fixture(params=["file", "redis"])
 def backend(request, settings):
     if request.param == "redis":
-        try:
-            redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
-        except redis.RedisError:
-            if os.environ.get("REQUIRE_SERVICES") == "1":
-                raise
-            pytest.skip("no Redis server here (CI requires one)")
+        require_redis()
         settings.REDIS_URL = REDIS_URL
     else:
         settings.REDIS_URL = ""
@@ -54,12 +58,7 @@ def test_different_knowledge_bases_do_not_wait_for_each_other(backend):
 
 
 def test_a_lock_is_held_longer_than_its_expiry_while_its_holder_lives(settings):
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
-    except redis.RedisError:
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            raise
-        pytest.skip("no Redis server here (CI requires one)")
+    require_redis()
     settings.REDIS_URL = REDIS_URL
     client = redis.Redis.from_url(REDIS_URL)
     with knowledge_base_lock(77, expiry=1):
