@@ -78,26 +78,27 @@ class SentenceTransformerEmbedder:
         return pieces
 
     def embed(self, texts: Sequence[str], progress: ProgressCallback | None = None) -> np.ndarray:
-        """Embed texts in batches; progress(done, total) is called after each group of batches."""
+        """Embed texts in batches; progress(done, total) is called every couple of batches.
+
+        Texts are embedded longest first across the whole call, so each batch holds texts of
+        similar length and little time goes into padding; the result keeps the input order.
+        """
         total = len(texts)
-        if not total:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        # A few batches per call let sentence-transformers sort by length across them, while
-        # progress still moves every few seconds.
+        vectors = np.zeros((total, self.dimension), dtype=np.float32)
+        order = np.argsort([-len(text) for text in texts], kind="stable")
         step = self.batch_size * 2
-        parts = []
         for start in range(0, total, step):
-            part = self._model.encode(
-                list(texts[start : start + step]),
+            rows = order[start : start + step]
+            vectors[rows] = self._model.encode(
+                [texts[row] for row in rows],
                 batch_size=self.batch_size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             )
-            parts.append(part.astype(np.float32, copy=False))
             if progress:
                 progress(min(start + step, total), total)
-        return np.vstack(parts)
+        return vectors
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
