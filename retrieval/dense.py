@@ -18,6 +18,7 @@ import numpy as np
 
 from retrieval.errors import IndexMismatchError, IndexNotBuiltError
 from retrieval.files import fsync_path
+from retrieval.ids import as_ids, last_occurrences
 from retrieval.types import Hit
 
 FORMAT_VERSION = 1
@@ -73,7 +74,7 @@ class FaissIndex:
         Raises:
             KeyError: if an id is not in the index.
         """
-        wanted = _as_ids(ids)
+        wanted = as_ids(ids)
         stored_ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         order = np.argsort(stored_ids)
         positions = np.searchsorted(stored_ids, wanted, sorter=order)
@@ -96,11 +97,11 @@ class FaissIndex:
             IndexMismatchError: if the vectors have another dimension.
             ValueError: if ids and vectors differ in number or ids are not integers.
         """
-        id_array = _as_ids(ids)
+        id_array = as_ids(ids)
         matrix = self._normalised(vectors)
         if len(id_array) != len(matrix):
             raise ValueError(f"Got {len(id_array)} ids for {len(matrix)} vectors.")
-        id_array, keep = _last_occurrences(id_array)
+        id_array, keep = last_occurrences(id_array)
         matrix = np.ascontiguousarray(matrix[keep])
         self.remove(id_array)
         self._index.add_with_ids(matrix, id_array)
@@ -111,7 +112,7 @@ class FaissIndex:
 
         A flat index shifts the vectors after each removed one, so this costs O(n * dimension).
         """
-        present = sorted(self._ids.intersection(_as_ids(ids).tolist()))
+        present = sorted(self._ids.intersection(as_ids(ids).tolist()))
         if not present:
             return 0
         self._index.remove_ids(np.array(present, dtype=np.int64))
@@ -227,19 +228,3 @@ def _hits(scores: np.ndarray, ids: np.ndarray) -> list[Hit]:
     found = [(float(score), int(i)) for score, i in zip(scores, ids, strict=True) if i != -1]
     found.sort(key=lambda pair: (-pair[0], pair[1]))
     return [Hit(chunk_id, score) for score, chunk_id in found]
-
-
-def _as_ids(ids: Sequence[int] | np.ndarray) -> np.ndarray:
-    array = np.asarray(ids)
-    if array.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-        raise ValueError("Chunk ids must be a one-dimensional sequence of integers.")
-    return array.astype(np.int64)
-
-
-def _last_occurrences(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop all but the last occurrence of each id; return the kept ids and their positions."""
-    _, first_from_end = np.unique(ids[::-1], return_index=True)
-    keep = np.sort(len(ids) - 1 - first_from_end)
-    return ids[keep], keep

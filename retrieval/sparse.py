@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover - a future scipy may move it; numpy give
 
 from retrieval.errors import IndexMismatchError, IndexNotBuiltError
 from retrieval.files import fsync_path
+from retrieval.ids import as_ids, last_occurrences
 from retrieval.tokenize import Bm25Tokenizer
 from retrieval.types import Hit
 
@@ -214,10 +215,10 @@ class Bm25Index:
         Raises:
             ValueError: if ids and documents differ in number or ids are not integers.
         """
-        id_array = _as_ids(ids)
+        id_array = as_ids(ids)
         if len(id_array) != len(documents):
             raise ValueError(f"Got {len(id_array)} ids for {len(documents)} documents.")
-        id_array, keep = _last_occurrences(id_array)
+        id_array, keep = last_occurrences(id_array)
         token_lists = [self._tokens(documents[i]) for i in keep]
         with self._lock:
             self._remove_slots(id_array)
@@ -229,7 +230,7 @@ class Bm25Index:
     def remove(self, ids: Sequence[int] | np.ndarray) -> int:
         """Remove documents by chunk id and return how many were present."""
         with self._lock:
-            removed = self._remove_slots(_as_ids(ids))
+            removed = self._remove_slots(as_ids(ids))
             self._invalidate()
             return removed
 
@@ -265,7 +266,7 @@ class Bm25Index:
         with self._lock:
             if self._slot_of:
                 self._settle()  # before looking up slots: it may renumber them
-            wanted = self.ids() if ids is None else _as_ids(ids)
+            wanted = self.ids() if ids is None else as_ids(ids)
             slots = np.fromiter((self._slot_of[int(i)] for i in wanted), np.int64, len(wanted))
             if not len(slots):
                 return np.zeros(0)
@@ -638,24 +639,6 @@ def _segment_is_consistent(segment: _Segment, terms: int) -> bool:
         and (len(segment.terms) == 0 or 0 <= segment.terms.min() <= segment.terms.max() < terms)
         and (len(rows) == 0 or segment.first_slot <= rows.min() <= rows.max() < segment.stop_slot)
     )
-
-
-def _as_ids(ids: Sequence[int] | np.ndarray) -> np.ndarray:
-    array = np.asarray(ids)
-    if array.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
-        raise ValueError("Chunk ids must be a one-dimensional sequence of integers.")
-    return array.astype(np.int64, copy=False)
-
-
-def _last_occurrences(ids: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """Drop all but the last occurrence of each id; return the kept ids and their positions."""
-    _, first_from_end = np.unique(ids[::-1], return_index=True)
-    if len(first_from_end) == len(ids):
-        return ids, list(range(len(ids)))
-    keep = np.sort(len(ids) - 1 - first_from_end)
-    return ids[keep], keep.tolist()
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
