@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redis
@@ -46,21 +46,38 @@ def _redis_lock(name: str, expiry: float) -> Iterator[None]:
     lock = client.lock(f"rag:lock:{name}", timeout=expiry, thread_local=False)
     if not lock.acquire(blocking=True, blocking_timeout=settings.RAG_LOCK_TIMEOUT):
         raise LockTimeoutError(f"Timed out waiting for the lock on {name}.")
+    try:
+        with renewing_every(expiry / 3, lock.reacquire, name=f"lock-watchdog-{name}"):
+            yield
+    finally:
+        lock.release()
+        client.close()
+
+
+@contextmanager
+def renewing_every(
+    interval: float, renew: Callable[[], None], name: str, cleanup: Callable[[], None] | None = None
+) -> Iterator[None]:
+    """Call renew() every interval seconds from a thread while the block runs (a watchdog that
+    keeps a lock or lease alive only as long as this process is). cleanup() runs in that thread
+    when it stops."""
     stop = threading.Event()
 
-    def renew() -> None:
-        while not stop.wait(expiry / 3):
-            lock.reacquire()
+    def loop() -> None:
+        try:
+            while not stop.wait(interval):
+                renew()
+        finally:
+            if cleanup:
+                cleanup()
 
-    watchdog = threading.Thread(target=renew, name=f"lock-watchdog-{name}", daemon=True)
-    watchdog.start()
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
     try:
         yield
     finally:
         stop.set()
-        watchdog.join()
-        lock.release()
-        client.close()
+        thread.join()
 
 
 @contextmanager

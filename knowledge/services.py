@@ -10,7 +10,6 @@ import functools
 import hashlib
 import logging
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from retrieval.sparse import Bm25Index
 from retrieval.store import IndexPair, IndexStore
 from retrieval.types import Hit, Passage
 
-from .locks import knowledge_base_lock
+from .locks import knowledge_base_lock, renewing_every
 from .models import Chunk, Document, KnowledgeBase
 
 logger = logging.getLogger(__name__)
@@ -245,25 +244,21 @@ def _claim(document_id: int) -> Document | None:
 def _lease_heartbeat(document_id: int) -> Iterator[None]:
     """Renew the document's lease from a thread while this process works on it, so that only a
     dead (or hung) worker's lease runs out, however long one step takes."""
-    stop = threading.Event()
 
     def renew() -> None:
-        try:
-            while not stop.wait(settings.RAG_INGEST_LEASE_SECONDS / 3):
-                lease = timezone.now() + timedelta(seconds=settings.RAG_INGEST_LEASE_SECONDS)
-                Document.objects.filter(pk=document_id, state=Document.State.PROCESSING).update(
-                    lease_expires_at=lease
-                )
-        finally:
-            connection.close()  # this thread's own database connection
+        lease = timezone.now() + timedelta(seconds=settings.RAG_INGEST_LEASE_SECONDS)
+        Document.objects.filter(pk=document_id, state=Document.State.PROCESSING).update(
+            lease_expires_at=lease
+        )
 
-    thread = threading.Thread(target=renew, name=f"lease-{document_id}", daemon=True)
-    thread.start()
-    try:
+    # cleanup closes the thread's own database connection.
+    with renewing_every(
+        settings.RAG_INGEST_LEASE_SECONDS / 3,
+        renew,
+        name=f"lease-{document_id}",
+        cleanup=connection.close,
+    ):
         yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _progress_reporter(document: Document, callback: ProgressCallback | None) -> ProgressCallback:

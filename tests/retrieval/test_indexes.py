@@ -54,15 +54,10 @@ class Subject(Protocol):
     def saved_and_loaded(self, path: Path) -> Subject: ...
 
 
-class DenseSubject:
-    def __init__(self, index: FaissIndex | None = None) -> None:
-        self.index = index or FaissIndex(DIMENSION)
+class _Subject:
+    """What both subjects pass straight through to their index."""
 
-    def add(self, ids: list[int], texts: list[str]) -> None:
-        self.index.add(ids, hashing_embeddings(texts))
-
-    def search(self, text: str, k: int = 10) -> list[Hit]:
-        return self.index.search(hashing_embeddings([text])[0], k)
+    index: FaissIndex | Bm25Index
 
     def remove(self, ids: list[int]) -> int:
         return self.index.remove(ids)
@@ -72,6 +67,17 @@ class DenseSubject:
 
     def __len__(self) -> int:
         return len(self.index)
+
+
+class DenseSubject(_Subject):
+    def __init__(self, index: FaissIndex | None = None) -> None:
+        self.index = index or FaissIndex(DIMENSION)
+
+    def add(self, ids: list[int], texts: list[str]) -> None:
+        self.index.add(ids, hashing_embeddings(texts))
+
+    def search(self, text: str, k: int = 10) -> list[Hit]:
+        return self.index.search(hashing_embeddings([text])[0], k)
 
     def saved_and_loaded(self, path: Path) -> DenseSubject:
         self.index.save(path)
@@ -82,7 +88,7 @@ class DenseSubject:
         return FaissIndex.load(path)
 
 
-class SparseSubject:
+class SparseSubject(_Subject):
     def __init__(self, index: Bm25Index | None = None) -> None:
         self.index = index or Bm25Index()
 
@@ -91,15 +97,6 @@ class SparseSubject:
 
     def search(self, text: str, k: int = 10) -> list[Hit]:
         return self.index.search(text, k)
-
-    def remove(self, ids: list[int]) -> int:
-        return self.index.remove(ids)
-
-    def ids(self) -> np.ndarray:
-        return self.index.ids()
-
-    def __len__(self) -> int:
-        return len(self.index)
 
     def saved_and_loaded(self, path: Path) -> SparseSubject:
         self.index.save(path)
