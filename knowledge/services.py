@@ -256,7 +256,7 @@ def _lease_heartbeat(document_id: int) -> Iterator[None]:
         settings.RAG_INGEST_LEASE_SECONDS / 3,
         renew,
         name=f"lease-{document_id}",
-        cleanup=connection.close,
+        cleanup=lambda: connection.close(),  # resolved in the thread itself
     ):
         yield
 
