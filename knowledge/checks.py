@@ -49,3 +49,42 @@ def check_llm_settings(**_: object) -> list:
             )
         ]
     return []
+
+
+@register()
+def check_answer_settings(**_: object) -> list:
+    problems = []
+    base_url = settings.RAG_LLM_BASE_URL
+    if base_url and not base_url.startswith(("http://", "https://")):
+        problems.append(
+            Error(
+                f"RAG_LLM_BASE_URL {base_url!r} is not an http(s) URL.",
+                hint="Use the server's OpenAI-compatible root, e.g. http://vllm:8000/v1.",
+                id="rag.E003",
+            )
+        )
+    if settings.RAG_LLM_TIMEOUT <= 0 or settings.RAG_LLM_CONNECT_TIMEOUT <= 0:
+        problems.append(
+            Error(
+                "RAG_LLM_TIMEOUT and RAG_LLM_CONNECT_TIMEOUT must be positive (seconds).",
+                hint="A slow server should fail over to extractive answers, not hang a page.",
+                id="rag.E004",
+            )
+        )
+    if not 0 <= settings.RAG_EXTRACTIVE_THRESHOLD <= 1:
+        problems.append(
+            Error(
+                f"RAG_EXTRACTIVE_THRESHOLD={settings.RAG_EXTRACTIVE_THRESHOLD} is outside 0..1.",
+                hint="The default 0.35 keeps answers to sentences that share the question's words.",
+                id="rag.E005",
+            )
+        )
+    if not 0 <= settings.RAG_LLM_TEMPERATURE <= 2:
+        problems.append(
+            Warning(
+                f"RAG_LLM_TEMPERATURE={settings.RAG_LLM_TEMPERATURE} is outside 0..2.",
+                hint="Cited answers want a low temperature such as 0.1.",
+                id="rag.W002",
+            )
+        )
+    return problems

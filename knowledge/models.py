@@ -44,6 +44,20 @@ class KnowledgeBase(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    # Only the index publisher changes these, with a queryset update under the knowledge base's
+    # lock; an instance loaded before a publish and saved later (a form, the admin) must not
+    # roll them back.
+    PUBLISHED_FIELDS = ("index_version", "embedding_model")
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding and kwargs.get("update_fields") is None:
+            kwargs["update_fields"] = [
+                field.name
+                for field in self._meta.concrete_fields
+                if not field.primary_key and field.name not in self.PUBLISHED_FIELDS
+            ]
+        super().save(*args, **kwargs)
+
 
 class Document(models.Model):
     class State(models.TextChoices):
@@ -122,3 +136,83 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document} #{self.order}"
+
+
+class Conversation(models.Model):
+    """A chat thread of one user over a set of knowledge bases."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="conversations",
+    )
+    title = models.CharField(max_length=200, blank=True)
+    knowledge_bases = models.ManyToManyField(
+        KnowledgeBase, blank=True, related_name="conversations"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+
+class Message(models.Model):
+    """One turn of a conversation; an assistant message keeps its checked citations."""
+
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Mode(models.TextChoices):
+        LLM = "llm"
+        EXTRACTIVE = "extractive"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices)
+    text = models.TextField()
+    citations = models.JSONField(default=list, blank=True)
+    mode = models.CharField(max_length=20, choices=Mode.choices, blank=True)
+    standalone_question = models.TextField(
+        blank=True, help_text="The question as retrieval saw it, with the conversation folded in."
+    )
+    timings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:60]}"
+
+
+class Feedback(models.Model):
+    """A user's rating of an answer: +1 helpful, -1 not helpful, with an optional comment."""
+
+    class Rating(models.IntegerChoices):
+        UP = 1
+        DOWN = -1
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    rating = models.SmallIntegerField(choices=Rating.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="one_feedback_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rating:+d} on message {self.message_id}"

@@ -52,6 +52,13 @@ def data_dir(settings, tmp_path: Path) -> Path:
     return settings.RAG_DATA_DIR
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings) -> None:
+    """Creating users is the slowest part of many tests with the real hasher; tests need no
+    protection against brute force."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def eager_celery():
     """Run Celery tasks in-process: the real task code, without a worker."""
@@ -60,3 +67,13 @@ def eager_celery():
     app.conf.task_always_eager = True
     yield app
     app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def llm_server():
+    """A real HTTP server speaking the OpenAI chat API as vLLM does (tests/openai_server.py);
+    queue replies with llm_server.script(Reply(...)), point clients at llm_server.url."""
+    from tests.openai_server import OpenAIServer
+
+    with OpenAIServer() as server:
+        yield server
