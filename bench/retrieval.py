@@ -31,6 +31,7 @@ stdout carries exactly one JSON object.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -56,12 +57,14 @@ from retrieval.dense import FaissIndex  # noqa: E402
 from retrieval.embedders import SentenceTransformerEmbedder  # noqa: E402
 from retrieval.hybrid import HybridRetriever  # noqa: E402
 from retrieval.metrics import mrr_at_k, ndcg_at_k, recall_at_k  # noqa: E402
+from retrieval.rerank import Candidate, CrossEncoderReranker, Reranker, WindowReranker  # noqa: E402
 from retrieval.sparse import Bm25Index  # noqa: E402
 from retrieval.tokenize import Bm25Tokenizer  # noqa: E402
 
 TOP_K = 100  # hits kept per query: Recall@100 needs them
 WARM_UP_QUERIES = 5  # run untimed first: the first calls into torch and BM25 are slower
-RERANK_TODO = "rerank: not measured in this script yet"
+CACHE_DIR = REPO_ROOT / "var" / "bench-cache"
+CACHED_NOTE = " (vectors read from var/bench-cache: the time is that of the run that made them)"
 Ranker = Callable[[str], list[str]]  # query text -> document ids, best first
 
 
@@ -246,26 +249,61 @@ class OurIndexes:
     """Our two indexes over the dataset, the corpus vectors, and what each took to build."""
 
     doc_ids: list[str]  # chunk id i is doc_ids[i]
+    texts: list[str]
     vectors: np.ndarray
     sparse: Bm25Index
     dense: FaissIndex
     embed_s: float
     sparse_s: float
     dense_s: float
+    embeddings_cached: bool
+
+
+def cache_path(model: str, texts: list[str], kind: str) -> Path:
+    """Where vectors of these texts by this model are cached (a hash of model name and texts)."""
+    digest = hashlib.sha256(f"{kind}\n{Path(model).name}\n".encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return CACHE_DIR / f"{kind}-{digest.hexdigest()[:24]}.npz"
+
+
+def cached_vectors(
+    path: Path, compute: Callable[[], np.ndarray], use_cache: bool
+) -> tuple[np.ndarray, float, bool]:
+    """Vectors from the cache file, or computed (and cached); with seconds and whether cached.
+
+    The seconds of a cached result are those the first, real computation took.
+    """
+    if use_cache and path.is_file():
+        with np.load(path) as stored:
+            return stored["vectors"], float(stored["seconds"]), True
+    vectors, seconds = timed(compute)
+    if use_cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(".tmp.npz")
+        np.savez(staging, vectors=vectors, seconds=np.float64(seconds))
+        os.replace(staging, path)
+    return vectors, seconds, False
 
 
 def embed_corpus(
-    embedder: SentenceTransformerEmbedder, texts: list[str]
-) -> tuple[np.ndarray, float]:
-    """Embed the corpus once, logging progress about every tenth; return vectors and seconds."""
+    embedder: SentenceTransformerEmbedder, texts: list[str], use_cache: bool = True
+) -> tuple[np.ndarray, float, bool]:
+    """Embed the corpus once (or read the cached vectors); return vectors, seconds, cached."""
     step = max(len(texts) // 10, 1)
 
     def progress(done: int, total: int) -> None:
         if done % step < embedder.batch_size * 2 or done == total:
             log(f"  embedded {done:,} of {total:,} documents")
 
-    vectors, seconds = timed(lambda: embedder.embed(texts, progress))
-    return vectors, seconds
+    path = cache_path(embedder.name, texts, "corpus")
+    vectors, seconds, cached = cached_vectors(
+        path, lambda: embedder.embed(texts, progress), use_cache
+    )
+    if cached:
+        log(f"  corpus vectors read from {path} (embedded in {seconds:.0f} s by an earlier run)")
+    return vectors, seconds, cached
 
 
 def build_ours(dataset: Dataset, embedder: SentenceTransformerEmbedder) -> OurIndexes:
@@ -273,13 +311,13 @@ def build_ours(dataset: Dataset, embedder: SentenceTransformerEmbedder) -> OurIn
     doc_ids, texts = list(dataset.documents), list(dataset.documents.values())
     ids = np.arange(len(texts))
     log(f"Embedding {len(texts):,} documents (once, shared with LangChain's FAISS store)")
-    vectors, embed_s = embed_corpus(embedder, texts)
+    vectors, embed_s, cached = embed_corpus(embedder, texts)
     tokenizer = Bm25Tokenizer(lowercase=True, stopwords="en", stemmer="english")
     sparse = Bm25Index(tokenizer)
     _, sparse_s = timed(lambda: sparse.add(ids, texts))
     dense = FaissIndex(embedder.dimension)
     _, dense_s = timed(lambda: dense.add(ids, vectors))
-    return OurIndexes(doc_ids, vectors, sparse, dense, embed_s, sparse_s, dense_s)
+    return OurIndexes(doc_ids, texts, vectors, sparse, dense, embed_s, sparse_s, dense_s, cached)
 
 
 def our_systems(
@@ -320,6 +358,50 @@ def hybrid_system(
     note = f"search_many: {batch_s * 1000 / len(texts):.1f} ms/query in one batch"
     build_s = indexes.embed_s + indexes.dense_s + indexes.sparse_s
     return System(hybrid, build_s, note)
+
+
+# --- Reranking -----------------------------------------------------------------------------------
+
+
+def reranker_for(
+    options: argparse.Namespace, embedder: SentenceTransformerEmbedder, indexes: OurIndexes
+) -> Reranker:
+    """A cross-encoder if --reranker names one; else the window reranker, its cache seeded with
+    the corpus vectors of texts that fit in one window (the same model on the same text)."""
+    if options.reranker:
+        return CrossEncoderReranker(options.reranker)
+    reranker = WindowReranker(embedder, window=options.window, stride=options.window // 2)
+    # Texts of at most one window have the corpus vector as their only window vector.
+    texts = [indexes.texts[i] for i in range(len(indexes.doc_ids))]
+    for text, tokens, vector in zip(
+        texts, embedder.count_tokens(texts), indexes.vectors, strict=True
+    ):
+        if tokens <= options.window:
+            reranker.seed(text, vector[np.newaxis, :])
+    return reranker
+
+
+def rerank_system(
+    dataset: Dataset,
+    embedder: SentenceTransformerEmbedder,
+    indexes: OurIndexes,
+    options: argparse.Namespace,
+) -> System:
+    """Weighted hybrid, its top --rerank-depth reordered by the reranker; the rest follows."""
+    pair = (indexes.dense, indexes.sparse)
+    retriever = HybridRetriever(embedder, [pair], depth=TOP_K, fusion="weighted")
+    reranker = reranker_for(options, embedder, indexes)
+    names, depth = indexes.doc_ids, options.rerank_depth
+
+    def ranked(query: str) -> list[str]:
+        fused = retriever.search(query, TOP_K)
+        head = [Candidate(h.chunk_id, indexes.texts[h.chunk_id], h.score) for h in fused[:depth]]
+        reordered = reranker.rerank(query, head, depth)
+        return [names[hit.chunk_id] for hit in [*reordered, *fused[depth:]]]
+
+    build_s = indexes.embed_s + indexes.dense_s + indexes.sparse_s
+    note = f"{reranker.name} reranker over the top {depth} of hybrid-weighted"
+    return System(ranked, build_s, note)
 
 
 # --- LangChain -----------------------------------------------------------------------------------
@@ -393,10 +475,10 @@ def run_facts(dataset: Dataset, model: str, indexes: OurIndexes) -> dict[str, ob
         "top_k": TOP_K,
         "corpus_embedding_s": round(indexes.embed_s, 3),
         "corpus_embedded_once": True,
+        "corpus_vectors_from_cache": indexes.embeddings_cached,
         "cpus": os.cpu_count(),
         "faiss_threads": faiss.omp_get_max_threads(),
         "python": platform.python_version(),
-        "rerank": RERANK_TODO,
     }
 
 
@@ -408,7 +490,8 @@ def print_table(facts: dict[str, object], results: dict[str, SystemResult]) -> N
         f"{facts['queries']:,} of {facts['full_queries']:,} test queries ({label})"
     )
     print(
-        f"model {facts['model']}; corpus embedded once in {facts['corpus_embedding_s']} s, "
+        f"model {facts['model']}; corpus embedded once in {facts['corpus_embedding_s']} s"
+        f"{CACHED_NOTE if facts['corpus_vectors_from_cache'] else ''}, "
         "included in the build time of every system that uses vectors (LangChain's FAISS store "
         "reuses them through FAISS.from_embeddings)"
     )
@@ -421,7 +504,6 @@ def print_table(facts: dict[str, object], results: dict[str, SystemResult]) -> N
         timing = (result.build_s, result.p50_ms, result.p95_ms)
         print(f"{name:<20}{row[0]:>9.3f}{row[1]:>12.3f}{row[2]:>9.3f}", end="")
         print(f"{timing[0]:>10.2f}{timing[1]:>9.2f}{timing[2]:>9.2f}")
-    print(f"{'hybrid+rerank':<20}{RERANK_TODO}")
     print()
     for name, result in results.items():
         if result.note:
@@ -438,6 +520,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", help="embedding model folder (default: the packaged MiniLM)")
     parser.add_argument("--skip-langchain", action="store_true", help="leave LangChain out")
     parser.add_argument(
+        "--reranker", help="cross-encoder folder or name (default: the window reranker)"
+    )
+    parser.add_argument("--rerank-depth", type=int, default=20, help="candidates reranked")
+    parser.add_argument("--window", type=int, default=254, help="window reranker tokens")
+    parser.add_argument("--skip-rerank", action="store_true", help="leave hybrid+rerank out")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="threads of the embedding model, for us and LangChain alike (0: torch decides)",
+    )
+    parser.add_argument(
         "--faiss-threads",
         type=int,
         help="OpenMP threads FAISS may use, for us and LangChain alike (default: one per core)",
@@ -453,18 +547,19 @@ def main(argv: list[str] | None = None) -> None:
     model = options.model or default_model()
     dataset = subset(load_beir(options.beir), options.limit_docs, options.limit_queries)
     log(f"{len(dataset.documents):,} documents, {len(dataset.queries):,} queries; loading {model}")
-    embedder = SentenceTransformerEmbedder(model)
+    embedder = SentenceTransformerEmbedder(model, threads=options.torch_threads)
     embedder.embed(["warm up"])
     indexes = build_ours(dataset, embedder)
     systems = our_systems(dataset, embedder, indexes)
+    if not options.skip_rerank:
+        systems["hybrid+rerank"] = rerank_system(dataset, embedder, indexes, options)
     if not options.skip_langchain:
         systems["langchain-ensemble"] = langchain_system(dataset, model, indexes)
     results = measure(dataset, systems)
     facts = run_facts(dataset, model, indexes)
     if options.json:
         rows = {name: result.as_dict() for name, result in results.items()}
-        rerank = {"hybrid+rerank": {"measured": False, "note": RERANK_TODO}}
-        print(json.dumps({"run": facts, **rows, **rerank}, indent=2))
+        print(json.dumps({"run": facts, **rows}, indent=2))
     else:
         print_table(facts, results)
 

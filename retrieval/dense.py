@@ -1,15 +1,23 @@
 """FAISS index over chunk ids: add, remove, search by cosine similarity, save and load.
 
-Vectors are L2-normalised on the way in, so inner product is cosine similarity. Today every
-index is exact (`kind="flat"`); an approximate kind (HNSW or IVF-PQ, picked above a size
-threshold) plugs in through `_INDEX_BUILDERS` without changing callers.
+Vectors are L2-normalised on the way in, so inner product is cosine similarity. A small index
+is exact (`kind="flat"`). Given an `ann_threshold`, an index that grows to that many vectors
+turns itself into an inverted-file index (`kind="ivf"`, FAISS IndexIVFFlat): vectors are
+grouped around k-means centroids and a query scans only the `probes` nearest groups.
+
+Why IVF and not HNSW: both answer a million vectors in a few milliseconds, but HNSW cannot
+remove a vector (FAISS's HNSW has no remove_ids), while IVF removes by id through its hash-table
+direct map, keeps the full vectors (so `vectors()` and check_index stay exact), and at 1M held
+recall@10 0.957 against HNSW's 0.875 at a similar latency (bench/scale.py measures both).
+The centroids are trained once, on the vectors present when the index switches; they are
+trained again when the index has grown fourfold since, and the database can always rebuild.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +33,26 @@ FORMAT_VERSION = 1
 INDEX_FILE = "dense.faiss"
 META_FILE = "dense.json"
 
-_INDEX_BUILDERS: dict[str, Callable[[int], Any]] = {
+KINDS = ("flat", "ivf")
+DEFAULT_PROBES = 32
+_RETRAIN_GROWTH = 4  # train the centroids again once the index is this many times bigger
+_POINTS_PER_LIST = 39  # FAISS's minimum training points per centroid
+_TRAINING_POINTS_PER_LIST = 64  # k-means sample per centroid: enough, and fast at 1M vectors
+_SEED = 1234  # fixed, so that a rebuild from the same vectors gives the same index
+
+
+def _flat_index(dimension: int) -> Any:
     # IndexIDMap2 keeps a reverse id map, so ids can be removed and listed.
-    "flat": lambda dimension: faiss.IndexIDMap2(faiss.IndexFlatIP(dimension)),
-}
+    return faiss.IndexIDMap2(faiss.IndexFlatIP(dimension))
+
+
+def inverted_lists_for(count: int) -> int:
+    """Number of IVF lists (centroids) for `count` vectors: about 4 * sqrt(count).
+
+    That is FAISS's usual advice (4 to 16 * sqrt(n)), capped so that every centroid gets at
+    least 39 training points.
+    """
+    return int(max(1, min(4 * np.sqrt(count), count // _POINTS_PER_LIST, 65536)))
 
 
 class FaissIndex:
@@ -36,10 +60,13 @@ class FaissIndex:
 
     Parameters:
         dimension: length of the embedding vectors, > 0.
-        kind: index structure; only "flat" (exact search) for now.
+        kind: "flat" (exact search) to start with; "ivf" is reached through ann_threshold.
+        ann_threshold: switch to an approximate IVF index once this many vectors are held, and
+            back to exact search below half of it; 0 keeps the index exact whatever its size.
+        probes: IVF lists scanned per query, >= 1 (more: higher recall, slower).
 
     Raises:
-        ValueError: for a dimension <= 0 or an unknown kind.
+        ValueError: for a dimension <= 0, an unknown kind, a negative threshold or probes < 1.
 
     Not safe for adding or removing while another thread searches.
 
@@ -50,23 +77,37 @@ class FaissIndex:
         7
     """
 
-    def __init__(self, dimension: int, kind: str = "flat") -> None:
+    def __init__(
+        self,
+        dimension: int,
+        kind: str = "flat",
+        ann_threshold: int = 0,
+        probes: int = DEFAULT_PROBES,
+    ) -> None:
         if dimension <= 0:
             raise ValueError(f"The dimension must be positive, got {dimension}.")
-        if kind not in _INDEX_BUILDERS:
-            known = ", ".join(sorted(_INDEX_BUILDERS))
-            raise ValueError(f"Unknown index kind {kind!r}; known kinds: {known}.")
+        if kind not in KINDS:
+            raise ValueError(f"Unknown index kind {kind!r}; known kinds: {', '.join(KINDS)}.")
+        if ann_threshold < 0 or probes < 1:
+            raise ValueError("The ANN threshold must be >= 0 and probes >= 1.")
         self.dimension = dimension
-        self.kind = kind
-        self._index = _INDEX_BUILDERS[kind](dimension)
+        self.kind = "flat"
+        self.ann_threshold = ann_threshold
+        self.probes = probes
+        self.trained_count = 0  # vectors held when the IVF centroids were trained
+        self._index = _flat_index(dimension)
         self._ids: set[int] = set()
+        if kind == "ivf":
+            self._switch("ivf", np.zeros((0, dimension), dtype=np.float32), as_ids([]))
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
     def ids(self) -> np.ndarray:
         """Return the chunk ids in the index, ascending (int64)."""
-        return np.sort(faiss.vector_to_array(self._index.id_map).astype(np.int64))
+        if self.kind == "flat":
+            return np.sort(faiss.vector_to_array(self._index.id_map).astype(np.int64))
+        return np.sort(np.fromiter(self._ids, dtype=np.int64, count=len(self._ids)))
 
     def vectors(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Return the stored (normalised) vectors of the given chunk ids, in that order.
@@ -75,16 +116,16 @@ class FaissIndex:
             KeyError: if an id is not in the index.
         """
         wanted = as_ids(ids)
+        if any(int(i) not in self._ids for i in wanted):
+            raise KeyError("Some ids are not in the dense index.")
+        if not len(wanted):
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.kind == "ivf":
+            return self._index.reconstruct_batch(wanted)
         stored_ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         order = np.argsort(stored_ids)
         positions = np.searchsorted(stored_ids, wanted, sorter=order)
-        positions = np.minimum(positions, max(len(stored_ids) - 1, 0))
-        if len(wanted) and (not len(stored_ids) or np.any(stored_ids[order[positions]] != wanted)):
-            raise KeyError("Some ids are not in the dense index.")
-        matrix = self._index.index.reconstruct_n(0, len(self)) if len(self) else None
-        if matrix is None:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return matrix[order[positions]]
+        return self._index.index.reconstruct_n(0, len(self))[order[positions]]
 
     def add(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray) -> None:
         """Index vectors; an id already present is replaced.
@@ -106,6 +147,7 @@ class FaissIndex:
         self.remove(id_array)
         self._index.add_with_ids(matrix, id_array)
         self._ids.update(id_array.tolist())
+        self._apply_threshold()
 
     def remove(self, ids: Sequence[int] | np.ndarray) -> int:
         """Remove vectors by chunk id and return how many were present.
@@ -117,7 +159,36 @@ class FaissIndex:
             return 0
         self._index.remove_ids(np.array(present, dtype=np.int64))
         self._ids.difference_update(present)
+        self._apply_threshold()
         return len(present)
+
+    def _apply_threshold(self) -> None:
+        """Switch between exact and IVF search as the size crosses the threshold (with
+        hysteresis: back to exact below half of it), and retrain IVF after fourfold growth."""
+        if not self.ann_threshold:
+            return
+        size = len(self)
+        if self.kind == "flat" and size >= self.ann_threshold:
+            self._switch("ivf", *self._all_vectors())
+        elif self.kind == "ivf" and size < self.ann_threshold // 2:
+            self._switch("flat", *self._all_vectors())
+        elif self.kind == "ivf" and size >= _RETRAIN_GROWTH * max(self.trained_count, 1):
+            self._switch("ivf", *self._all_vectors())
+
+    def _all_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        ids = self.ids()
+        return self.vectors(ids), ids
+
+    def _switch(self, kind: str, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Rebuild the FAISS structure as `kind` holding exactly these (normalised) vectors."""
+        if kind == "flat":
+            index = _flat_index(self.dimension)
+        else:
+            index = _trained_ivf(vectors, self.dimension)
+            self.trained_count = len(vectors)
+        if len(ids):
+            index.add_with_ids(np.ascontiguousarray(vectors), ids)
+        self._index, self.kind = index, kind
 
     def search(self, query: np.ndarray, k: int = 10) -> list[Hit]:
         """Return the k chunks most similar to one query vector, best first (ties: lower id).
@@ -146,6 +217,8 @@ class FaissIndex:
         matrix = self._normalised(queries)
         if k <= 0 or len(self) == 0:
             return [[] for _ in range(len(matrix))]
+        if self.kind == "ivf":
+            self._index.nprobe = min(self.probes, self._index.nlist)
         scores, ids = self._index.search(matrix, min(k, len(self)))
         return [_hits(row_scores, row_ids) for row_scores, row_ids in zip(scores, ids, strict=True)]
 
@@ -158,8 +231,15 @@ class FaissIndex:
         path.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self._index, str(path / INDEX_FILE))
         fsync_path(path / INDEX_FILE)
-        meta = {"format": FORMAT_VERSION, "kind": self.kind, "dimension": self.dimension}
-        meta["count"] = len(self)
+        meta = {
+            "format": FORMAT_VERSION,
+            "kind": self.kind,
+            "dimension": self.dimension,
+            "count": len(self),
+            "ann_threshold": self.ann_threshold,
+            "probes": self.probes,
+            "trained_count": self.trained_count,
+        }
         with open(path / META_FILE, "w", encoding="utf-8") as handle:
             json.dump(meta, handle)
             handle.flush()
@@ -167,12 +247,20 @@ class FaissIndex:
         fsync_path(path)
 
     @classmethod
-    def load(cls, path: Path, dimension: int | None = None) -> FaissIndex:
+    def load(
+        cls,
+        path: Path,
+        dimension: int | None = None,
+        ann_threshold: int | None = None,
+        probes: int | None = None,
+    ) -> FaissIndex:
         """Read an index written by `save`.
 
         Parameters:
             path: the directory given to `save`.
             dimension: the dimension the caller's embedder produces, checked if given.
+            ann_threshold, probes: replace the saved values when given (the structure on disk
+                is kept; the new threshold applies from the next add or remove).
 
         Raises:
             IndexNotBuiltError: if `path` holds no saved dense index.
@@ -185,15 +273,22 @@ class FaissIndex:
         try:
             meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
             _check_meta(meta, path, dimension)
-            index = cls(meta["dimension"], meta["kind"])
+            index = cls(
+                meta["dimension"],
+                ann_threshold=meta.get("ann_threshold", 0)
+                if ann_threshold is None
+                else ann_threshold,
+                probes=meta.get("probes", DEFAULT_PROBES) if probes is None else probes,
+            )
+            index.kind, index.trained_count = meta["kind"], meta.get("trained_count", 0)
             index._index = faiss.read_index(str(path / INDEX_FILE))
+            index._ids = set(_stored_ids(index._index, index.kind).tolist())
         except (OSError, KeyError, TypeError, ValueError, RuntimeError) as error:
             raise IndexMismatchError(
                 f"The dense index in {path} is damaged or incomplete; rebuild the index."
             ) from error
         if index._index.d != meta["dimension"] or len(index) != meta["count"]:
             raise IndexMismatchError(f"The dense index in {path} is inconsistent; rebuild it.")
-        index._ids = set(faiss.vector_to_array(index._index.id_map).tolist())
         return index
 
     def _normalised(self, vectors: np.ndarray) -> np.ndarray:
@@ -210,8 +305,41 @@ class FaissIndex:
         return matrix
 
 
+def _trained_ivf(vectors: np.ndarray, dimension: int) -> Any:
+    """An empty IndexIVFFlat (inner product) whose centroids are trained on `vectors`.
+
+    With a hash-table direct map, vectors can be removed and reconstructed by chunk id.
+    """
+    lists = inverted_lists_for(len(vectors))
+    index = faiss.IndexIVFFlat(
+        faiss.IndexFlatIP(dimension), dimension, lists, faiss.METRIC_INNER_PRODUCT
+    )
+    index.cp.seed = _SEED
+    index.cp.max_points_per_centroid = _TRAINING_POINTS_PER_LIST
+    index.cp.min_points_per_centroid = 1  # small indexes (tests) train without warnings
+    if len(vectors) >= lists:
+        index.train(np.ascontiguousarray(vectors))
+    else:  # an empty index (built as "ivf" before any data): one list, any centroid
+        index.train(np.ones((1, dimension), dtype=np.float32) / np.sqrt(dimension))
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    return index
+
+
+def _stored_ids(index: Any, kind: str) -> np.ndarray:
+    """Chunk ids held by a FAISS index read from disk."""
+    if kind == "flat":
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    lists = index.invlists
+    parts = [
+        faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+        for i in range(index.nlist)
+        if lists.list_size(i)
+    ]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, dtype=np.int64)
+
+
 def _check_meta(meta: dict[str, Any], path: Path, dimension: int | None) -> None:
-    if meta.get("format") != FORMAT_VERSION or meta.get("kind") not in _INDEX_BUILDERS:
+    if meta.get("format") != FORMAT_VERSION or meta.get("kind") not in KINDS:
         raise IndexMismatchError(
             f"The dense index in {path} has format {meta.get('format')} and kind "
             f"{meta.get('kind')!r}, which this version cannot read; rebuild the index."

@@ -502,7 +502,14 @@ class Bm25Index:
         self, terms: list[str], arrays: dict[str, np.ndarray], ranges: list[list[int]]
     ) -> None:
         segments = [
-            _Segment(first, stop, *(arrays[f"{name}_{i}"] for name in _SEGMENT_ARRAYS))
+            _Segment(
+                first,
+                stop,
+                terms=arrays[f"terms_{i}"],
+                offsets=arrays[f"offsets_{i}"],
+                rows=arrays[f"rows_{i}"],
+                frequencies=arrays[f"frequencies_{i}"],
+            )
             for i, (first, stop) in enumerate(ranges)
         ]
         ids, lengths, alive = arrays["ids"], arrays["lengths"], arrays["alive"]
@@ -643,7 +650,7 @@ def _segment_is_consistent(segment: _Segment, terms: int) -> bool:
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, allow_pickle=False, **arrays)
         handle.flush()
         os.fsync(handle.fileno())
 

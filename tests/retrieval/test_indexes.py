@@ -88,6 +88,17 @@ class DenseSubject(_Subject):
         return FaissIndex.load(path)
 
 
+class IvfDenseSubject(DenseSubject):
+    """The dense index past its ANN threshold: an IVF index from the fourth vector on."""
+
+    def __init__(self, index: FaissIndex | None = None) -> None:
+        super().__init__(index or FaissIndex(DIMENSION, ann_threshold=4))
+
+    def saved_and_loaded(self, path: Path) -> IvfDenseSubject:
+        self.index.save(path)
+        return IvfDenseSubject(FaissIndex.load(path))
+
+
 class SparseSubject(_Subject):
     def __init__(self, index: Bm25Index | None = None) -> None:
         self.index = index or Bm25Index()
@@ -107,7 +118,9 @@ class SparseSubject(_Subject):
         return Bm25Index.load(path)
 
 
-@pytest.fixture(params=[DenseSubject, SparseSubject], ids=["dense", "sparse"])
+@pytest.fixture(
+    params=[DenseSubject, IvfDenseSubject, SparseSubject], ids=["dense", "dense-ivf", "sparse"]
+)
 def make_index(request: pytest.FixtureRequest) -> Callable[..., Subject]:
     """A factory for an index of the kind under test, holding the given documents."""
 
