@@ -1,0 +1,187 @@
+"""An OpenAI-compatible API (/v1/chat/completions, /v1/models) over the caller's knowledge bases,
+so that any OpenAI client or chat front end can ask them questions.
+
+Models name what is searched: "knowledge" is every knowledge base the caller may read (the
+default, also when "model" is empty or missing), "kb:NAME" (or plain "NAME") is one of them.
+The last user message is the question; earlier user and assistant messages are the conversation
+it continues; system messages are ignored (the server's own prompt governs answers). The answer
+carries its citations in "citations" on the message (streaming: on the last chunk).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import serializers as s
+from . import services
+from .models import Conversation, KnowledgeBase, Message
+from .rest import AskThrottle, EventStreamRenderer, event_stream, guarded, openai_error, sse_event
+
+ALL_MODEL = "knowledge"
+PREFIX = "kb:"
+OWNER = "company-knowledge"
+ERRORS = {
+    code: OpenApiResponse(OpenApiTypes.OBJECT, description=f"{text}: OpenAI's error object")
+    for code, text in [(400, "Invalid request"), (401, "No or wrong key"), (404, "No such model")]
+}
+
+
+class OpenAIView(APIView):
+    openai_errors = True  # the exception handler answers in OpenAI's error shape
+
+
+def knowledge_bases_for_model(user, model: str) -> list[KnowledgeBase]:
+    if model in ("", ALL_MODEL):
+        return services.readable_knowledge_bases(user)
+    name = model.removeprefix(PREFIX)
+    found = KnowledgeBase.objects.readable_by(user).filter(name=name).first()
+    if found is None:
+        raise exceptions.NotFound(
+            f"The model {model!r} does not exist or you do not have access to it.",
+            "model_not_found",
+        )
+    return [found]
+
+
+def message_text(content: Any) -> str:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [part.get("text", "") for part in content if isinstance(part, dict)]
+        return "\n".join(p for p in parts if isinstance(p, str))
+    return ""
+
+
+def question_and_history(messages: list[dict]) -> tuple[str, list[tuple[str, str]]]:
+    turns = [
+        (m["role"], message_text(m["content"]).strip())
+        for m in messages
+        if m["role"] in ("user", "assistant")
+    ]
+    if not turns or turns[-1][0] != "user" or not turns[-1][1]:
+        raise exceptions.ValidationError(
+            {"messages": ["The last user or assistant message must be a user message with text."]}
+        )
+    return turns[-1][1], [turn for turn in turns[:-1] if turn[1]]
+
+
+def conversation_from_history(
+    user, knowledge_bases: list[KnowledgeBase], history: list[tuple[str, str]]
+) -> Conversation | None:
+    """The earlier turns as a stored conversation, which the answer then continues."""
+    if not history:
+        return None
+    conversation = Conversation.objects.create(user=user, title=history[0][1][:200])
+    conversation.knowledge_bases.set(knowledge_bases)
+    Message.objects.bulk_create(
+        Message(conversation=conversation, role=role, text=text) for role, text in history
+    )
+    return conversation
+
+
+def citations(done: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = ("n", "document_id", "document_title", "page", "chunk_id", "text")
+    return [{key: c.get(key) for key in keys} for c in done.get("citations", [])]
+
+
+class ChatCompletions(OpenAIView):
+    renderer_classes = [JSONRenderer, EventStreamRenderer]
+    throttle_classes = [*APIView.throttle_classes, AskThrottle]
+
+    @extend_schema(
+        summary="OpenAI-compatible chat completion over your knowledge bases",
+        description=__doc__,
+        request=s.ChatSerializer,
+        responses={
+            (200, "application/json"): s.ChatCompletionSerializer,
+            (200, "text/event-stream"): OpenApiTypes.STR,
+            **ERRORS,
+        },
+    )
+    def post(self, request: Request):
+        chat = s.ChatSerializer(data=request.data)
+        chat.is_valid(raise_exception=True)
+        data = chat.validated_data
+        model = data.get("model") or ALL_MODEL
+        knowledge_bases = knowledge_bases_for_model(request.user, model)
+        question, history = question_and_history(data["messages"])
+        conversation = conversation_from_history(request.user, knowledge_bases, history)
+        kwargs = {"user": request.user, "conversation": conversation}
+        if data["stream"]:
+            events = services.stream_answer(question, knowledge_bases, **kwargs)
+            return event_stream(completion_chunks(events, model))
+        done = services.answer_question(question, knowledge_bases, **kwargs)
+        return Response(completion(done, model))
+
+
+def completion(done: dict[str, Any], model: str) -> dict[str, Any]:
+    message = {"role": "assistant", "content": done["answer"], "citations": citations(done)}
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
+    }
+
+
+def completion_chunks(events: Iterator[Any], model: str) -> Iterator[str]:
+    """chat.completion.chunk events: the role, the answer's deltas, a last chunk with
+    finish_reason and citations, then [DONE]. An error midway ends the stream with
+    OpenAI's error object."""
+    base = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return sse_event(None, {**base, "choices": [choice], **extra})
+
+    def chunks() -> Iterator[str]:
+        yield chunk({"role": "assistant", "content": ""})
+        for event in events:
+            if event.kind == "delta" and event.data.get("text"):
+                yield chunk({"content": event.data["text"]})
+            elif event.kind == "done":
+                yield chunk({}, "stop", citations=citations(event.data))
+        yield sse_event(None, "[DONE]")
+
+    return guarded(
+        chunks(), on_error=lambda status, body: sse_event(None, openai_error(status, body))
+    )
+
+
+class Models(OpenAIView):
+    @extend_schema(
+        summary="The models you may use: every knowledge base you may read",
+        responses={200: s.ModelListSerializer, 401: ERRORS[401]},
+    )
+    def get(self, request: Request) -> Response:
+        knowledge_bases = services.readable_knowledge_bases(request.user)
+        created = min((int(kb.created_at.timestamp()) for kb in knowledge_bases), default=0)
+        data = [{"id": ALL_MODEL, "object": "model", "created": created, "owned_by": OWNER}]
+        data += [
+            {
+                "id": PREFIX + kb.name,
+                "object": "model",
+                "created": int(kb.created_at.timestamp()),
+                "owned_by": OWNER,
+            }
+            for kb in knowledge_bases
+        ]
+        return Response({"object": "list", "data": data})

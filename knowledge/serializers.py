@@ -1,0 +1,227 @@
+"""Request and response shapes of the REST API (/api/v1/) and the OpenAI-compatible API (/v1/)."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from rest_framework import serializers
+
+from .models import Document, KnowledgeBase
+
+MAX_QUERY_CHARS = 4000
+MAX_TOP_K = 50
+MAX_ID = 2**63 - 1  # the largest primary key the databases store
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every error of /api/v1/: one readable sentence and a stable code to branch on."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    errors = serializers.DictField(
+        required=False, help_text="Field-by-field messages, for invalid requests only."
+    )
+
+
+# --- Knowledge bases and documents ------------------------------------------------------------
+
+
+class KnowledgeBaseSerializer(serializers.ModelSerializer):
+    document_count = serializers.IntegerField(read_only=True, default=0)
+
+    class Meta:
+        model = KnowledgeBase
+        fields = ["id", "name", "description", "document_count", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class DocumentSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(source="state", choices=Document.State.choices)
+    file_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Document
+        fields = [
+            "id",
+            "knowledge_base",
+            "title",
+            "original_name",
+            "file_type",
+            "size",
+            "sha256",
+            "status",
+            "progress",
+            "error",
+            "warnings",
+            "page_count",
+            "chunk_count",
+            "file_url",
+            "created_at",
+            "indexed_at",
+        ]
+        read_only_fields = fields
+
+    def get_file_url(self, document: Document) -> str:
+        return reverse("api:document-file", args=[document.pk])
+
+
+class DocumentUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        allow_empty_file=True,  # an empty file gets our own, clearer message
+        help_text="PDF, Word (.docx), HTML, Markdown or plain text.",
+    )
+    password = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        write_only=True,
+        help_text="Password of an encrypted PDF; kept only until ingestion succeeds.",
+    )
+
+
+# --- Search and answers ------------------------------------------------------------------------
+
+
+class KnowledgeBaseIdsField(serializers.ListField):
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("child", serializers.IntegerField(min_value=1, max_value=MAX_ID))
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", 100)
+        kwargs.setdefault(
+            "help_text", "Knowledge base ids; default: every knowledge base the caller may read."
+        )
+        super().__init__(**kwargs)
+
+
+class SearchSerializer(serializers.Serializer):
+    query = serializers.CharField(max_length=MAX_QUERY_CHARS)
+    knowledge_bases = KnowledgeBaseIdsField()
+    top_k = serializers.IntegerField(min_value=1, max_value=MAX_TOP_K, default=10)
+
+
+class PassageSerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    score = serializers.FloatField()
+    chunk_id = serializers.IntegerField()
+    document_id = serializers.IntegerField()
+    document_title = serializers.CharField()
+    knowledge_base_id = serializers.IntegerField(allow_null=True)
+    page = serializers.IntegerField(allow_null=True)
+    heading_path = serializers.ListField(child=serializers.CharField())
+    text = serializers.CharField()
+
+
+class SearchResponseSerializer(serializers.Serializer):
+    query = serializers.CharField()
+    results = PassageSerializer(many=True)
+
+
+class AskSerializer(serializers.Serializer):
+    question = serializers.CharField(max_length=MAX_QUERY_CHARS)
+    knowledge_bases = KnowledgeBaseIdsField()
+    stream = serializers.BooleanField(
+        default=False, help_text="true: answer as server-sent events (sources, delta, done)."
+    )
+    conversation = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_ID,
+        help_text="Continue this conversation of yours; the answer uses its earlier turns.",
+    )
+    top_k = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TOP_K)
+
+
+class CitationSerializer(serializers.Serializer):
+    n = serializers.IntegerField()
+    document_id = serializers.IntegerField()
+    document_title = serializers.CharField()
+    page = serializers.IntegerField(allow_null=True)
+    chunk_id = serializers.IntegerField()
+    text = serializers.CharField()
+
+
+class NumberedPassageSerializer(CitationSerializer):
+    """A passage as given to the generator, numbered [n]."""
+
+
+class TimingsSerializer(serializers.Serializer):
+    """Milliseconds from the start of the request."""
+
+    retrieval_ms = serializers.IntegerField(allow_null=True)
+    first_token_ms = serializers.IntegerField(allow_null=True)
+    generation_ms = serializers.IntegerField(allow_null=True)
+    total_ms = serializers.IntegerField(allow_null=True)
+
+
+class AskResponseSerializer(serializers.Serializer):
+    answer = serializers.CharField()
+    citations = CitationSerializer(many=True)
+    conversation = serializers.IntegerField()
+    message = serializers.IntegerField()
+    mode = serializers.ChoiceField(choices=["llm", "extractive"])
+    invalid_citations = serializers.ListField(child=serializers.IntegerField())
+    uncited_sentences = serializers.ListField(child=serializers.CharField())
+    notice = serializers.CharField(allow_null=True)
+    standalone_question = serializers.CharField(
+        help_text="The question as retrieval saw it, with the conversation folded in."
+    )
+    timings = TimingsSerializer()
+    passages = NumberedPassageSerializer(many=True)
+
+
+# --- OpenAI-compatible chat completions ---------------------------------------------------------
+
+
+class ChatMessageSerializer(serializers.Serializer):
+    role = serializers.ChoiceField(choices=["system", "developer", "user", "assistant", "tool"])
+    content = serializers.JSONField(
+        help_text="A string, or a list of content parts of which the text parts are read."
+    )
+
+
+class ChatSerializer(serializers.Serializer):
+    model = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text='"knowledge" (every knowledge base you may read; the default), '
+        '"kb:NAME" or a knowledge base name (that one only).',
+    )
+    messages = ChatMessageSerializer(many=True, allow_empty=False, max_length=200)
+    stream = serializers.BooleanField(default=False)
+    # Accepted for compatibility; the answer's length and style follow the server's settings.
+    temperature = serializers.FloatField(required=False, allow_null=True)
+    max_tokens = serializers.IntegerField(required=False, allow_null=True)
+    user = serializers.CharField(required=False, allow_blank=True)
+
+
+class ChatChoiceMessageSerializer(serializers.Serializer):
+    role = serializers.CharField()
+    content = serializers.CharField()
+    citations = CitationSerializer(many=True)
+
+
+class ChatChoiceSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    message = ChatChoiceMessageSerializer()
+    finish_reason = serializers.CharField()
+
+
+class ChatCompletionSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    created = serializers.IntegerField()
+    model = serializers.CharField()
+    choices = ChatChoiceSerializer(many=True)
+
+
+class ModelSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    created = serializers.IntegerField()
+    owned_by = serializers.CharField()
+
+
+class ModelListSerializer(serializers.Serializer):
+    object = serializers.CharField()
+    data = ModelSerializer(many=True)

@@ -1,0 +1,184 @@
+"""The OpenAI-compatible API: /v1/models and /v1/chat/completions in OpenAI's shapes."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from knowledge import services
+from knowledge.models import Conversation
+from tests.factories import make_knowledge_base, make_user
+from tests.knowledge.apiclient import (
+    HASHING_EMBEDDER,
+    body_text,
+    indexed_text,
+    sse_json,
+    token_client,
+)
+from tests.openai_server import Reply
+
+pytestmark = pytest.mark.django_db
+
+TRAVEL = "# Travel\n\nEmployees book economy class for flights shorter than six hours."
+LAPTOPS = "# Laptops\n\nEvery engineer receives a laptop with an encrypted disk on day one."
+
+
+@pytest.fixture(autouse=True)
+def fast_setup(settings):
+    settings.RAG_EMBEDDING_MODEL = HASHING_EMBEDDER
+    settings.RAG_LLM_BASE_URL = ""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()
+
+
+@pytest.fixture
+def member():
+    return make_user("mario")
+
+
+@pytest.fixture
+def travel(member):
+    knowledge_base = make_knowledge_base("travel", members=[member])
+    indexed_text(knowledge_base, "travel.md", TRAVEL)
+    return knowledge_base
+
+
+@pytest.fixture
+def it(member):
+    knowledge_base = make_knowledge_base("it", members=[member])
+    indexed_text(knowledge_base, "laptops.md", LAPTOPS)
+    return knowledge_base
+
+
+@pytest.fixture
+def client(member):
+    return token_client(member, "Bearer")
+
+
+def chat(client, *messages, **extra):
+    turns = [{"role": role, "content": text} for role, text in messages]
+    return client.post("/v1/chat/completions", {"messages": turns, **extra}, format="json")
+
+
+def test_models_lists_all_and_each_readable_knowledge_base(client, travel, it):
+    make_knowledge_base("board")
+    body = client.get("/v1/models").json()
+    assert body["object"] == "list"
+    assert [model["id"] for model in body["data"]] == ["knowledge", "kb:it", "kb:travel"]
+    assert {model["object"] for model in body["data"]} == {"model"}
+
+
+def test_a_completion_has_openai_shape_with_citations(client, travel):
+    response = chat(client, ("user", "Which class do employees fly?"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    assert body["id"].startswith("chatcmpl-")
+    assert body["model"] == "knowledge"
+    (choice,) = body["choices"]
+    assert choice["finish_reason"] == "stop"
+    assert choice["message"]["role"] == "assistant"
+    assert "economy" in choice["message"]["content"]
+    assert choice["message"]["citations"][0]["document_title"] == "Travel"
+
+
+def test_a_kb_model_answers_from_that_knowledge_base_only(client, travel, it):
+    body = chat(client, ("user", "Which class do employees fly?"), model="kb:it").json()
+    assert body["model"] == "kb:it"
+    cited = {c["document_title"] for c in body["choices"][0]["message"]["citations"]}
+    assert cited <= {"Laptops"}
+    assert "economy" not in body["choices"][0]["message"]["content"]
+
+
+def test_a_plain_knowledge_base_name_is_a_model_too(client, travel):
+    assert chat(client, ("user", "Flights?"), model="travel").status_code == 200
+
+
+def test_an_unknown_model_is_a_404_in_openai_error_shape(client, travel):
+    response = chat(client, ("user", "Flights?"), model="gpt-4o")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "model_not_found"
+    assert error["type"] == "invalid_request_error"
+    assert "gpt-4o" in error["message"]
+
+
+def test_a_streamed_completion_is_chunks_then_done(client, travel):
+    response = chat(client, ("user", "Which class do employees fly?"), stream=True)
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/event-stream")
+    events = sse_json(body_text(response))
+    assert all(name is None for name, _ in events)  # OpenAI sends bare data lines
+    *chunks, done = [data for _, data in events]
+    assert done == "[DONE]"
+    assert {chunk["object"] for chunk in chunks} == {"chat.completion.chunk"}
+    assert len({chunk["id"] for chunk in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
+    assert "economy" in text
+    last = chunks[-1]
+    assert last["choices"][0]["finish_reason"] == "stop"
+    assert last["citations"][0]["document_title"] == "Travel"
+
+
+def test_earlier_messages_become_the_conversation_it_continues(client, member, travel):
+    response = chat(
+        client,
+        ("system", "You are helpful."),
+        ("user", "Tell me about flights."),
+        ("assistant", "Employees fly economy [1]."),
+        ("user", "And for long flights?"),
+    )
+    assert response.status_code == 200
+    conversation = Conversation.objects.get(user=member)
+    roles = list(conversation.messages.values_list("role", flat=True))
+    assert roles == ["user", "assistant", "user", "assistant"]
+
+
+def test_content_parts_are_read_as_text(client, travel):
+    parts = [{"type": "text", "text": "Which class do employees fly?"}]
+    response = client.post(
+        "/v1/chat/completions", {"messages": [{"role": "user", "content": parts}]}, format="json"
+    )
+    assert "economy" in response.json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [[], [{"role": "assistant", "content": "Hi"}], [{"role": "user", "content": ""}], "hello"],
+)
+def test_a_request_without_a_user_question_is_a_400(client, travel, messages):
+    response = client.post("/v1/chat/completions", {"messages": messages}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_without_a_key_the_answer_is_openai_shaped_401():
+    response = APIClient().get("/v1/models")
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_the_llm_writes_the_answer_when_configured(client, travel, settings, llm_server):
+    settings.RAG_LLM_BASE_URL = llm_server.url
+    settings.RAG_LLM_MODEL = "test-model"
+    services.reset_llm_clients()
+    llm_server.script(Reply(text="Economy class, for flights under six hours [1]."))
+    body = chat(client, ("user", "Which class do employees fly?")).json()
+    message = body["choices"][0]["message"]
+    assert message["content"] == "Economy class, for flights under six hours [1]."
+    assert [c["n"] for c in message["citations"]] == [1]
+    assert "economy class" in str(llm_server.chat_requests()[-1]["messages"]).lower()
+
+
+def test_the_llm_answer_streams_as_chunks(client, travel, settings, llm_server):
+    settings.RAG_LLM_BASE_URL = llm_server.url
+    settings.RAG_LLM_MODEL = "test-model"
+    services.reset_llm_clients()
+    llm_server.script(Reply(text="Economy class [1]."))
+    events = sse_json(body_text(chat(client, ("user", "Flights?"), stream=True)))
+    chunks = [data for _, data in events[:-1]]
+    text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
+    assert text == "Economy class [1]."
+    assert chunks[-1]["citations"][0]["n"] == 1
