@@ -1,14 +1,26 @@
-"""Admin registrations: knowledge bases with members, documents with ingestion actions."""
+"""Admin registrations: knowledge bases with members, documents with ingestion actions,
+conversations with their feedback (read-only)."""
 
+from django import forms
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
 from . import services
-from .models import Chunk, Document, KnowledgeBase
+from .forms import upload_problem
+from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
 
 
 @admin.register(KnowledgeBase)
 class KnowledgeBaseAdmin(admin.ModelAdmin):
-    list_display = ("name", "document_count", "index_version", "lora_adapter", "updated_at")
+    list_display = (
+        "name",
+        "document_count",
+        "member_count",
+        "index_version",
+        "lora_adapter",
+        "updated_at",
+    )
     search_fields = ("name", "description")
     filter_horizontal = ("members", "member_groups")
     readonly_fields = ("index_version", "embedding_model", "created_at", "updated_at")
@@ -16,6 +28,28 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
     @admin.display(description="documents")
     def document_count(self, obj: KnowledgeBase) -> int:
         return obj.documents.count()
+
+    @admin.display(description="members (users + groups)")
+    def member_count(self, obj: KnowledgeBase) -> str:
+        return f"{obj.members.count()} + {obj.member_groups.count()}"
+
+
+class DocumentUploadForm(forms.ModelForm):
+    """Adding a document in the admin uploads a file, as the upload page does."""
+
+    password = forms.CharField(
+        required=False, widget=forms.PasswordInput, help_text="Only for password-protected PDFs."
+    )
+
+    class Meta:
+        model = Document
+        fields = ("knowledge_base", "file")
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if problem := upload_problem(upload):
+            raise forms.ValidationError(problem)
+        return upload
 
 
 @admin.register(Document)
@@ -46,9 +80,50 @@ class DocumentAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
         "indexed_at",
+        "open_file",
     )
-    exclude = ("password",)
+    # The stored file never changes (its hash names it): replace a document by uploading anew.
+    exclude = ("password", "file")
     actions = ("reindex", "disable", "enable", "delete_with_index")
+
+    @admin.display(description="file")
+    def open_file(self, obj: Document) -> str:
+        url = reverse("knowledge:document_file", args=[obj.pk])
+        return format_html('<a href="{}">{}</a> ({} bytes)', url, obj.original_name, obj.size)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = DocumentUploadForm
+            kwargs["fields"] = ("knowledge_base", "file", "password")
+            kwargs["exclude"] = ()
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return [(None, {"fields": ("knowledge_base", "file", "password")})]
+        return super().get_fieldsets(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj else ()
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        # The form has refused empty and oversized files, so the service stores this one.
+        upload = form.cleaned_data["file"]
+        stored = services.add_document(
+            form.cleaned_data["knowledge_base"],
+            upload.name,
+            upload,
+            user=request.user,
+            password=form.cleaned_data.get("password", ""),
+        )
+        if stored.document.state == Document.State.QUEUED:
+            services.enqueue_ingestion(stored.document)
+        if not stored.created:
+            messages.warning(request, f"The same file is already there as {stored.document}.")
+        obj.pk = stored.document.pk
+        obj.refresh_from_db()
 
     @admin.action(description="Re-index selected documents")
     def reindex(self, request, queryset):
@@ -60,16 +135,20 @@ class DocumentAdmin(admin.ModelAdmin):
     def disable(self, request, queryset):
         for document in queryset:
             services.set_document_enabled(document, False)
+        messages.success(request, f"Disabled {len(queryset)} document(s).")
 
     @admin.action(description="Enable selected documents")
     def enable(self, request, queryset):
         for document in queryset:
             services.set_document_enabled(document, True)
+        messages.success(request, f"Enabled {len(queryset)} document(s).")
 
     @admin.action(description="Delete selected documents and remove them from the indexes")
     def delete_with_index(self, request, queryset):
+        count = len(queryset)
         for document in queryset:
             services.delete_document(document)
+        messages.success(request, f"Deleted {count} document(s) and removed them from the indexes.")
 
     def delete_model(self, request, obj):
         services.delete_document(obj)
@@ -93,3 +172,86 @@ class ChunkAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Conversations and feedback are records of what users asked and said: view only."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = ("role", "text", "mode", "citation_count", "timings", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="citations")
+    def citation_count(self, obj: Message) -> int:
+        return len(obj.citations or [])
+
+
+@admin.register(Conversation)
+class ConversationAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "user", "message_count", "feedback_summary", "updated_at")
+    list_filter = ("knowledge_bases",)
+    search_fields = ("title", "user__username", "messages__text")
+    readonly_fields = ("user", "title", "knowledge_bases", "created_at", "updated_at")
+    inlines = (MessageInline,)
+
+    @admin.display(description="messages")
+    def message_count(self, obj: Conversation) -> int:
+        return obj.messages.count()
+
+    @admin.display(description="feedback (up / down)")
+    def feedback_summary(self, obj: Conversation) -> str:
+        ratings = list(
+            Feedback.objects.filter(message__conversation=obj).values_list("rating", flat=True)
+        )
+        return f"{ratings.count(1)} / {ratings.count(-1)}"
+
+
+class FeedbackInline(admin.TabularInline):
+    model = Feedback
+    fields = ("user", "rating", "comment", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "conversation", "role", "mode", "created_at")
+    list_filter = ("role", "mode")
+    search_fields = ("text",)
+    readonly_fields = (
+        "conversation",
+        "role",
+        "text",
+        "mode",
+        "standalone_question",
+        "citations",
+        "timings",
+        "created_at",
+    )
+    inlines = (FeedbackInline,)
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(ReadOnlyAdmin):
+    list_display = ("message", "user", "rating", "comment", "created_at")
+    list_filter = ("rating",)
+    search_fields = ("comment", "message__text", "user__username")
+    readonly_fields = ("message", "user", "rating", "comment", "created_at")

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
 
@@ -8,4 +8,19 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.health, name="health"),
     path("knowledge-bases/<int:pk>/", views.knowledge_base_detail, name="knowledge_base"),
+    path("knowledge-bases/<int:pk>/upload/", views.upload, name="upload"),
+    path("documents/<int:pk>/status/", views.document_status_json, name="document_status"),
+    path("documents/<int:pk>/file/", views.document_file, name="document_file"),
+    path("documents/<int:pk>/replace/", views.document_replace, name="document_replace"),
+    re_path(
+        r"^documents/(?P<pk>[0-9]+)/(?P<action>disable|enable|reindex|delete)/$",
+        views.document_action,
+        name="document_action",
+    ),
+    path("passages/<int:pk>/", views.passage, name="passage"),
+    path("chat/", views.chat, name="chat"),
+    path("chat/<int:pk>/", views.chat, name="conversation"),
+    path("chat/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
+    path("chat/stream/", views.answer_stream, name="answer_stream"),
+    path("answers/<int:pk>/feedback/", views.feedback, name="feedback"),
 ]

@@ -1,29 +1,469 @@
-"""HTML pages. Every page resolves the user's readable knowledge bases first."""
+"""HTML pages: knowledge bases and their documents, uploads, the chat and its answer stream.
 
+Every page resolves the user's readable knowledge bases first; anything outside them answers
+404, exactly like something missing. Changing documents needs a knowledge base the user may
+manage (services.manageable_knowledge_bases: staff members and superusers).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
-from .models import KnowledgeBase
+from . import services
+from .forms import ACCEPTED_SUFFIXES, AskForm, FeedbackForm, ReplaceForm, UploadForm, upload_problem
+from .markdown import render_markdown
+from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
+
+logger = logging.getLogger(__name__)
+
+# Pages load scripts and styles from this site only; answers are sanitised anyway, and this
+# stops anything that slipped through from running.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'self'"
+)
+READ_ONLY = "You may read this knowledge base but not change its documents."
+CONTEXT_CHUNKS = 2  # chunks shown before and after a cited one on the passage page
 
 
-@login_required
+def page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A logged-in HTML page with the content security policy."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        return response
+
+    return login_required(wrapper)
+
+
+def readable_documents(user):
+    return Document.objects.filter(knowledge_base__in=KnowledgeBase.objects.readable_by(user))
+
+
+def manageable_document(user, pk: int) -> Document:
+    """A document the user may change; 404 if unreadable or missing, 403 if only readable."""
+    document = get_object_or_404(readable_documents(user).select_related("knowledge_base"), pk=pk)
+    if not services.manageable_knowledge_bases(user).filter(pk=document.knowledge_base_id):
+        raise PermissionDenied(READ_ONLY)
+    return document
+
+
+def wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+# --- Knowledge bases and documents --------------------------------------------------------------
+
+
+@page
 def home(request: HttpRequest) -> HttpResponse:
     knowledge_bases = KnowledgeBase.objects.readable_by(request.user).prefetch_related("documents")
-    return render(request, "knowledge/home.html", {"knowledge_bases": knowledge_bases})
+    manageable = set(services.manageable_knowledge_bases(request.user).values_list("pk", flat=True))
+    return render(
+        request,
+        "knowledge/home.html",
+        {"knowledge_bases": knowledge_bases, "manageable": manageable},
+    )
 
 
-@login_required
+@page
 def knowledge_base_detail(request: HttpRequest, pk: int) -> HttpResponse:
     # A knowledge base the user may not read answers 404, exactly like a missing one.
     knowledge_base = get_object_or_404(KnowledgeBase.objects.readable_by(request.user), pk=pk)
     documents = knowledge_base.documents.order_by("-created_at")
+    may_manage = services.manageable_knowledge_bases(request.user).filter(pk=pk).exists()
     return render(
         request,
         "knowledge/knowledge_base.html",
-        {"knowledge_base": knowledge_base, "documents": documents},
+        {"knowledge_base": knowledge_base, "documents": documents, "may_manage": may_manage},
     )
+
+
+@page
+def upload(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: the upload page. POST: store each file and queue it; JSON results for scripts,
+    otherwise messages and a redirect to the document list."""
+    knowledge_base = get_object_or_404(KnowledgeBase.objects.readable_by(request.user), pk=pk)
+    if not services.manageable_knowledge_bases(request.user).filter(pk=pk).exists():
+        if wants_json(request):
+            return JsonResponse({"results": [], "error": READ_ONLY}, status=403)
+        raise PermissionDenied(READ_ONLY)
+    if request.method != "POST":
+        return render(
+            request,
+            "knowledge/upload.html",
+            {
+                "knowledge_base": knowledge_base,
+                "accepted": ",".join(ACCEPTED_SUFFIXES),
+                "max_upload_mb": settings.RAG_MAX_UPLOAD_MB,
+                "max_upload_bytes": settings.RAG_MAX_UPLOAD_MB * 1024 * 1024,
+            },
+        )
+    return receive_uploads(request, knowledge_base)
+
+
+def receive_uploads(request: HttpRequest, knowledge_base: KnowledgeBase) -> HttpResponse:
+    form = UploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        error = " ".join(form.errors.get("file", [])) or "The upload is not valid."
+        if wants_json(request):
+            return JsonResponse({"results": [], "error": error}, status=400)
+        messages.error(request, error)
+        return redirect("knowledge:upload", pk=knowledge_base.pk)
+    results = [
+        store_upload(knowledge_base, upload, request.user, form.cleaned_data["password"])
+        for upload in form.cleaned_data["file"]
+    ]
+    if wants_json(request):
+        status = 400 if all(result["error"] for result in results) else 200
+        return JsonResponse({"results": results}, status=status)
+    for result in results:
+        level = messages.error if result["error"] else messages.success
+        level(request, result["error"] or result["message"])
+    return redirect("knowledge:knowledge_base", pk=knowledge_base.pk)
+
+
+def store_upload(knowledge_base: KnowledgeBase, upload, user, password: str = "", replaces=None):
+    """Store one uploaded file and queue its ingestion; a dict that says what happened."""
+    result: dict = {"name": upload.name, "error": None, "message": "", "document": None}
+    if problem := upload_problem(upload):
+        result["error"] = problem
+        return result
+    try:
+        stored = services.add_document(
+            knowledge_base, upload.name, upload, user=user, password=password, replaces=replaces
+        )
+    except services.UploadRejectedError as error:
+        result["error"] = str(error)
+        return result
+    document = stored.document
+    if document.state == Document.State.QUEUED:
+        services.enqueue_ingestion(document)
+    if stored.created:
+        result["message"] = f"{upload.name} is queued for indexing."
+    else:
+        result["message"] = f"{upload.name} is already in this knowledge base as {document}."
+    result["duplicate"] = not stored.created
+    result["document"] = document_status(document)
+    return result
+
+
+def document_status(document: Document) -> dict:
+    return {
+        "id": document.pk,
+        "title": str(document),
+        "state": document.state,
+        "state_label": document.get_state_display(),
+        "progress": document.progress,
+        "error": document.error,
+        "page_count": document.page_count,
+        "chunk_count": document.chunk_count,
+        "status_url": reverse("knowledge:document_status", args=[document.pk]),
+        "list_url": reverse("knowledge:knowledge_base", args=[document.knowledge_base_id]),
+    }
+
+
+@login_required
+def document_status_json(request: HttpRequest, pk: int) -> JsonResponse:
+    """State, progress and error of one document, polled by the upload and document pages."""
+    document = readable_documents(request.user).filter(pk=pk).first()
+    if document is None:
+        return JsonResponse({"error": "No such document."}, status=404)
+    response = JsonResponse(document_status(document))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+def document_file(request: HttpRequest, pk: int) -> FileResponse:
+    """The stored file, to members only. PDFs open in the browser (at #page=N); every other
+    type downloads, so that an uploaded HTML file can never run in this site."""
+    document = get_object_or_404(readable_documents(request.user), pk=pk)
+    try:
+        handle = document.file.open("rb")
+    except (OSError, ValueError):
+        raise Http404("The stored file is missing.") from None
+    is_pdf = document.file_type == "pdf" or (
+        not document.file_type and document.original_name.lower().endswith(".pdf")
+    )
+    response = FileResponse(
+        handle,
+        as_attachment=not is_pdf,
+        filename=document.original_name,
+        content_type="application/pdf" if is_pdf else "application/octet-stream",
+    )
+    if not is_pdf:
+        response["Content-Security-Policy"] = "sandbox"
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@page
+def passage(request: HttpRequest, pk: int) -> HttpResponse:
+    """A cited chunk in its context: the chunks around it, and a link to the file."""
+    readable = KnowledgeBase.objects.readable_by(request.user)
+    chunk = get_object_or_404(
+        Chunk.objects.filter(knowledge_base__in=readable).select_related("document"), pk=pk
+    )
+    around = chunk.document.chunks.filter(
+        order__gte=chunk.order - CONTEXT_CHUNKS, order__lte=chunk.order + CONTEXT_CHUNKS
+    ).only("pk", "text", "page", "order")
+    return render(
+        request,
+        "knowledge/passage.html",
+        {
+            "chunk": chunk,
+            "document": chunk.document,
+            "context_chunks": around,
+            "file_url": file_url(chunk.document, chunk.page),
+        },
+    )
+
+
+def file_url(document: Document, page_number: int | None) -> str:
+    url = reverse("knowledge:document_file", args=[document.pk])
+    return f"{url}#page={page_number}" if document.file_type == "pdf" and page_number else url
+
+
+@require_POST
+@login_required
+def document_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Disable, enable, re-index or delete a document from the document list."""
+    document = manageable_document(request.user, pk)
+    name, knowledge_base_id = str(document), document.knowledge_base_id
+    if action == "disable":
+        services.set_document_enabled(document, False)
+        messages.success(request, f"{name} is disabled: answers no longer use it.")
+    elif action == "enable":
+        services.set_document_enabled(document, True)
+        messages.success(request, f"{name} is enabled again.")
+    elif action == "reindex":
+        services.reindex_document(document)
+        messages.success(request, f"{name} is queued for indexing again.")
+    elif action == "delete":
+        services.delete_document(document)
+        messages.success(request, f"{name} is deleted.")
+    else:
+        raise Http404("No such action.")
+    return redirect("knowledge:knowledge_base", pk=knowledge_base_id)
+
+
+@require_POST
+@login_required
+def document_replace(request: HttpRequest, pk: int) -> HttpResponse:
+    """Upload a file that replaces the document once the new one is indexed."""
+    document = manageable_document(request.user, pk)
+    form = ReplaceForm(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors["file"]))
+    else:
+        result = store_upload(
+            document.knowledge_base, form.cleaned_data["file"], request.user, replaces=document
+        )
+        if result["error"]:
+            messages.error(request, result["error"])
+        elif result["duplicate"]:
+            messages.warning(request, result["message"])
+        else:
+            messages.success(
+                request, f"{result['name']} will replace {document} once it is indexed."
+            )
+    return redirect("knowledge:knowledge_base", pk=document.knowledge_base_id)
+
+
+# --- Chat ---------------------------------------------------------------------------------------
+
+
+@page
+def chat(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """The chat page: a new conversation, or one of the user's own (404 for any other)."""
+    conversation = None
+    if pk is not None:
+        conversation = get_object_or_404(Conversation.objects.filter(user=request.user), pk=pk)
+    knowledge_bases = services.readable_knowledge_bases(request.user)
+    readable_ids = {kb.pk for kb in knowledge_bases}
+    if conversation:
+        selected = set(conversation.knowledge_bases.values_list("pk", flat=True)) & readable_ids
+    elif request.GET.get("kb", "").isdigit():
+        selected = {int(request.GET["kb"])} & readable_ids
+    else:
+        selected = readable_ids
+    return render(
+        request,
+        "knowledge/chat.html",
+        {
+            "conversation": conversation,
+            "conversations": Conversation.objects.filter(user=request.user)[:50],
+            "knowledge_bases": knowledge_bases,
+            "selected": selected,
+            "turns": conversation_turns(conversation, request.user) if conversation else [],
+        },
+    )
+
+
+def conversation_turns(conversation: Conversation, user) -> list[dict]:
+    """The conversation's messages as the page shows them, answers rendered as safe HTML."""
+    turns = []
+    feedback = {item.message_id: item for item in conversation_feedback(conversation, user)}
+    for message in conversation.messages.all():
+        turn = {"message": message, "feedback": feedback.get(message.pk)}
+        if message.role == Message.Role.ASSISTANT:
+            citations = citations_with_urls(message.citations or [], user)
+            turn["citations"] = citations
+            turn["html"] = render_markdown(message.text, answer_links(citations))
+        turns.append(turn)
+    return turns
+
+
+def conversation_feedback(conversation: Conversation, user):
+    return Feedback.objects.filter(message__conversation=conversation, user=user)
+
+
+def answer_links(citations: Iterable[dict]) -> dict[int, str]:
+    return {citation["n"]: citation["url"] for citation in citations if citation.get("url")}
+
+
+def citations_with_urls(citations: list[dict], user) -> list[dict]:
+    """Add to each citation (or passage) the link to its source: the PDF at its page, or the
+    passage page. Sources the user can no longer read are dropped."""
+    ids = {citation.get("document_id") for citation in citations}
+    types = dict(readable_documents(user).filter(pk__in=ids).values_list("pk", "file_type"))
+    shown = []
+    for citation in citations:
+        if citation.get("document_id") not in types:
+            continue
+        document_url = reverse("knowledge:document_file", args=[citation["document_id"]])
+        page_number = citation.get("page")
+        if types[citation["document_id"]] == "pdf" and page_number:
+            url = f"{document_url}#page={page_number}"
+        else:
+            url = reverse("knowledge:passage", args=[citation["chunk_id"]])
+        shown.append({**citation, "url": url})
+    return shown
+
+
+@require_POST
+@login_required
+def answer_stream(request: HttpRequest) -> HttpResponse:
+    """Answer a question as server-sent events: sources, deltas, then done (or error)."""
+    form = AskForm(request.POST)
+    if not form.is_valid():
+        errors = [error for field in form.errors.values() for error in field]
+        return JsonResponse({"error": " ".join(errors)}, status=400)
+    data = form.cleaned_data
+    try:
+        knowledge_bases = services.readable_knowledge_bases(request.user, data["knowledge_bases"])
+    except services.KnowledgeBaseNotFoundError:
+        return JsonResponse({"error": "No such knowledge base."}, status=404)
+    conversation = None
+    if data["conversation"]:
+        conversation = Conversation.objects.filter(
+            user=request.user, pk=data["conversation"]
+        ).first()
+        if conversation is None:
+            return JsonResponse({"error": "No such conversation."}, status=404)
+        if data["regenerate"]:
+            forget_last_turn(conversation)
+    events = services.stream_answer(
+        data["question"], knowledge_bases, user=request.user, conversation=conversation
+    )
+    response = StreamingHttpResponse(
+        event_stream(events, request.user), content_type="text/event-stream"
+    )
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+    return response
+
+
+def forget_last_turn(conversation: Conversation) -> None:
+    """Before a regenerated answer: drop the last question and its answer, which the new
+    stream asks and answers again."""
+    last_question = conversation.messages.filter(role=Message.Role.USER).order_by("-pk").first()
+    if last_question:
+        conversation.messages.filter(pk__gte=last_question.pk).delete()
+
+
+def event_stream(events: Iterable, user) -> Iterator[str]:
+    """Server-sent events from services.stream_answer events, with links to the sources and
+    the finished answer rendered as safe HTML."""
+    try:
+        for event in events:
+            data = dict(event.data)
+            if event.kind == "sources":
+                data["passages"] = citations_with_urls(data.get("passages", []), user)
+            elif event.kind == "done":
+                data = finished_answer(data, user)
+            yield server_sent_event(event.kind, data)
+    except Exception:
+        # The response has started, so the error goes to the page as an event.
+        logger.exception("The answer stream failed")
+        message = "The answer could not be completed. Try again in a moment."
+        yield server_sent_event("error", {"message": message})
+
+
+def finished_answer(data: dict, user) -> dict:
+    citations = citations_with_urls(data.get("citations", []), user)
+    return {
+        **data,
+        "citations": citations,
+        "passages": citations_with_urls(data.get("passages", []), user),
+        "html": render_markdown(data.get("answer", ""), answer_links(citations)),
+    }
+
+
+def server_sent_event(kind: str, data: dict) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+@require_POST
+@login_required
+def feedback(request: HttpRequest, pk: int) -> JsonResponse:
+    """Thumbs up or down, with an optional comment, on one of the user's own answers."""
+    message = Message.objects.filter(
+        pk=pk, conversation__user=request.user, role=Message.Role.ASSISTANT
+    ).first()
+    if message is None:
+        return JsonResponse({"error": "No such answer."}, status=404)
+    form = FeedbackForm(request.POST)
+    if not form.is_valid():
+        errors = [error for field in form.errors.values() for error in field]
+        return JsonResponse({"error": " ".join(errors)}, status=400)
+    services.record_feedback(
+        message, request.user, form.cleaned_data["rating"], form.cleaned_data["comment"]
+    )
+    return JsonResponse({"rating": form.cleaned_data["rating"], "saved": True})
+
+
+@require_POST
+@login_required
+def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    conversation = get_object_or_404(Conversation.objects.filter(user=request.user), pk=pk)
+    conversation.delete()
+    messages.success(request, "The conversation is deleted.")
+    return redirect("knowledge:chat")
 
 
 def health(request: HttpRequest) -> JsonResponse:

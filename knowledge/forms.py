@@ -1,0 +1,101 @@
+"""Forms of the HTML pages and their user-facing validation messages."""
+
+from __future__ import annotations
+
+from pathlib import PurePath
+
+from django import forms
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+
+# File types the parsers read (retrieval.parsing sniffs the content again at ingestion).
+ACCEPTED_SUFFIXES = (".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt", ".text")
+
+
+def upload_problem(upload: UploadedFile) -> str | None:
+    """Why an uploaded file is refused before it is stored, in one sentence; None if it is fine."""
+    name = PurePath(upload.name or "").name
+    suffix = PurePath(name).suffix.lower()
+    if suffix not in ACCEPTED_SUFFIXES:
+        accepted = ", ".join(ACCEPTED_SUFFIXES)
+        return f"{name}: files of type {suffix or '(none)'} are not accepted; use {accepted}."
+    if upload.size is not None and upload.size > settings.RAG_MAX_UPLOAD_MB * 1024 * 1024:
+        return f"{name} is larger than the {settings.RAG_MAX_UPLOAD_MB} MB upload limit."
+    if not upload.size:
+        return f"{name} is empty."
+    return None
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.Field):
+    """Several files in one field; each is judged later on its own (upload_problem), so that
+    one bad file does not refuse the others."""
+
+    widget = MultipleFileInput
+
+    def to_python(self, data: object) -> list[UploadedFile]:
+        files = data if isinstance(data, list | tuple) else [data]
+        return [item for item in files if isinstance(item, UploadedFile)]
+
+
+class UploadForm(forms.Form):
+    """One or more files for a knowledge base, and the password of protected PDFs."""
+
+    file = MultipleFileField(error_messages={"required": "Choose at least one file to upload."})
+    password = forms.CharField(required=False, max_length=200)
+
+
+class ReplaceForm(forms.Form):
+    """A new file that replaces a document once it is indexed."""
+
+    file = forms.FileField(error_messages={"required": "Choose the file that replaces it."})
+
+    def clean_file(self) -> UploadedFile:
+        upload = self.cleaned_data["file"]
+        if problem := upload_problem(upload):
+            raise forms.ValidationError(problem)
+        return upload
+
+
+class IdListField(forms.Field):
+    """A list of whole-number ids from repeated form fields."""
+
+    widget = forms.SelectMultiple
+
+    def to_python(self, value: object) -> list[int]:
+        if not value:
+            return []
+        values = value if isinstance(value, list | tuple) else [value]
+        try:
+            return sorted({int(item) for item in values})
+        except (TypeError, ValueError):
+            raise forms.ValidationError("Knowledge bases are given by their numeric ids.")
+
+
+class AskForm(forms.Form):
+    """A question over some of the user's knowledge bases, optionally in a conversation."""
+
+    question = forms.CharField(
+        max_length=4000,
+        strip=True,
+        error_messages={"required": "Type a question first."},
+    )
+    # Ids only: whether the user may read them is decided by services, and a foreign id
+    # answers 404 exactly like a missing one.
+    knowledge_bases = IdListField(
+        error_messages={"required": "Choose at least one knowledge base."},
+    )
+    conversation = forms.IntegerField(required=False, min_value=1)
+    regenerate = forms.BooleanField(required=False)
+
+
+class FeedbackForm(forms.Form):
+    rating = forms.TypedChoiceField(
+        choices=[(1, "helpful"), (-1, "not helpful")],
+        coerce=int,
+        error_messages={"required": "Choose thumbs up or thumbs down."},
+    )
+    comment = forms.CharField(required=False, max_length=2000, strip=True)
