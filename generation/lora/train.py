@@ -275,7 +275,7 @@ def load_base_model(config: TrainConfig, quantized: bool) -> tuple[Any, Any]:
     except (OSError, ValueError) as error:
         raise TrainingConfigError(f"Cannot load the base model {config.base}: {error}")
     if torch.cuda.is_available() and not quantized:
-        model.to("cuda")
+        model.to("cuda")  # type: ignore[arg-type]
     return tokenizer, _add_lora(model, config, quantized)
 
 
