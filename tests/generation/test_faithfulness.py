@@ -129,8 +129,7 @@ def test_an_answer_without_citations_has_no_citation_precision(judge):
 
 def _rows(name: str, ids: set[str]) -> dict[str, dict]:
     path = SHARED_DATA / "faithfulness" / name
-    if not path.exists():
-        pytest.skip(f"{path} is missing")
+    assert path.exists(), f"{path} is missing: these tests read ../shared/data"
     rows = [json.loads(line) for line in path.open(encoding="utf-8")]
     return {row["id"]: row for row in rows if row["id"] in ids}
 
