@@ -21,13 +21,8 @@ NOT_FOUND = "The answer was not found in the documents."
 
 
 @pytest.fixture(autouse=True)
-def extractive_defaults(settings):
-    settings.RAG_EMBEDDING_MODEL = "hashing:256"  # a real, weightless embedder: fast tests
-    settings.RAG_LLM_BASE_URL = ""
-    settings.RAG_LLM_MODEL = DEFAULT_MODEL
-    services.reset_llm_clients()
-    yield
-    services.reset_llm_clients()
+def extractive_defaults(extractive_mode):
+    """Every test here answers extractively with the hashing embedder."""
 
 
 @pytest.fixture

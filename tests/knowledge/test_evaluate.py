@@ -23,13 +23,8 @@ EXTERNAL = HANDBOOK / "during" / "external_communication_guidelines.md"
 
 
 @pytest.fixture(autouse=True)
-def fast_models(settings):
-    settings.RAG_EMBEDDING_MODEL = "hashing:256"  # a real, weightless embedder: fast tests
-    settings.RAG_LLM_BASE_URL = ""
-    settings.RAG_LLM_MODEL = DEFAULT_MODEL
-    services.reset_llm_clients()
-    yield
-    services.reset_llm_clients()
+def fast_models(extractive_mode):
+    """Every test here answers extractively with the hashing embedder."""
 
 
 @pytest.fixture
