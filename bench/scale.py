@@ -1,7 +1,8 @@
 """Index build time, memory and query latency on generated corpora of 100k and 1M chunks.
 
 Usage: python bench/scale.py [--sizes 100000,1000000] [--json] [--queries N] [--sample N]
-                             [--model PATH] [--skip-langchain] [--hnsw-max N]
+                             [--model PATH] [--backend onnx-int8|onnx|torch] [--threads N]
+                             [--skip-langchain] [--hnsw-max N]
 
 Each corpus is generated: texts of 70-210 words drawn from a Zipf vocabulary of 50,000 made-up
 words (word i has probability proportional to 1 / (i + 1)), and 384-dimensional unit vectors
@@ -15,7 +16,8 @@ Queries are 3-8 Zipf words with a vector near a random chunk's. Systems, per siz
 - hnsw: FAISS IndexHNSWFlat (M=32, efConstruction 40, efSearch 128), the alternative ANN
   structure, with its recall@10 (built up to --hnsw-max chunks; it cannot remove vectors);
 - hybrid: our HybridRetriever over dense-ann and sparse, weighted fusion, 100 candidates per
-  list, the query embedded by the real model in every call (reranking excluded);
+  list, the query embedded by the real model in every call (reranking excluded), on the
+  product's default embedding backend (--backend, default onnx-int8: RAG_EMBEDDING_BACKEND);
 - rank-bm25: BM25Okapi over the same words (what LangChain's BM25Retriever runs);
 - langchain-ensemble: BM25Retriever + FAISS vector store (built from the same vectors with
   FAISS.from_embeddings) + HuggingFaceEmbeddings for the query + EnsembleRetriever 0.5/0.5.
@@ -50,7 +52,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == REPO_ROOT / "bench":
 
 from bench.retrieval import default_model, langchain_classes  # noqa: E402
 from retrieval.dense import FaissIndex, inverted_lists_for  # noqa: E402
-from retrieval.embedders import SentenceTransformerEmbedder  # noqa: E402
+from retrieval.embedders import OnnxEmbedder, SentenceTransformerEmbedder  # noqa: E402
 from retrieval.hybrid import HybridRetriever  # noqa: E402
 from retrieval.sparse import Bm25Index  # noqa: E402
 
@@ -169,7 +171,7 @@ def latencies(search: Callable[[int], Any], count: int) -> tuple[list[float], li
     """Run search(i) for i < count, one at a time (two untimed first); times in ms, results.
 
     FAISS searches with one thread here: for a single query its OpenMP threads only wait on
-    the embedding model's (torch) threads, which made each query many times slower.
+    the embedding model's threads, which made each query many times slower.
     """
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
@@ -277,7 +279,9 @@ def measure_ann_and_hybrid(
     retriever = HybridRetriever(embedder, [(ann, sparse)], depth=100, fusion="weighted")
     times, _ = latencies(lambda i: retriever.search(corpus.query_texts[i], TOP_K), count)
     hybrid = result(0.0, 0.0, times)
-    hybrid.notes.append("query embedded by the model in every call; build: see sparse, dense-ann")
+    hybrid.notes.append(
+        f"query embedded by the model ({embedder.name}) in every call; build: see sparse, dense-ann"
+    )
     return {"dense-ann": dense, "hybrid": hybrid}
 
 
@@ -378,8 +382,9 @@ def print_table(facts: dict[str, Any], results: dict[int, dict[str, Result]]) ->
     print(
         f"Generated corpora: Zipf texts over {VOCABULARY:,} words, {DIMENSION}-d clustered unit "
         f"vectors; {facts['queries']} queries; top {TOP_K}; {facts['cpus']} CPUs, "
-        f"FAISS threads {facts['faiss_threads']} to build, 1 to query; torch threads "
-        f"{facts['torch_threads']}. The CPU may be shared: compare within a run."
+        f"FAISS threads {facts['faiss_threads']} to build, 1 to query; our query embedding "
+        f"{facts['embedding_backend']} with {facts['embedding_threads']} thread(s). The CPU may "
+        "be shared: compare within a run."
     )
     header = ("system", "build s", "memory MB", "p50 ms", "p95 ms", "queries", "recall@10")
     for size, rows in results.items():
@@ -414,7 +419,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-langchain", action="store_true")
     parser.add_argument("--skip-rank-bm25", action="store_true")
     parser.add_argument(
-        "--torch-threads", type=int, default=1, help="threads of the query embedding model"
+        "--backend",
+        choices=("onnx-int8", "onnx", "torch"),
+        default=os.environ.get("RAG_EMBEDDING_BACKEND", "onnx-int8"),
+        help="our query embedding backend (default: RAG_EMBEDDING_BACKEND, else onnx-int8)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads of our query embedding model"
     )
     parser.add_argument("--hnsw-max", type=int, default=100_000, help="largest size for HNSW")
     options = parser.parse_args(argv)
@@ -423,9 +434,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return options
 
 
+def query_embedder(options: argparse.Namespace) -> Any:
+    """Our query embedder as the product builds it: ONNX models are exported once into
+    RAG_DATA_DIR/models (var/models by default), shared with the application."""
+    if options.backend == "torch":
+        return SentenceTransformerEmbedder(options.model, threads=options.threads)
+    data_dir = Path(os.environ.get("RAG_DATA_DIR", REPO_ROOT / "var"))
+    return OnnxEmbedder(
+        options.model,
+        data_dir / "models",
+        quantize=options.backend == "onnx-int8",
+        threads=options.threads,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     options = parse_args(argv)
-    embedder = SentenceTransformerEmbedder(options.model, threads=options.torch_threads)
+    embedder = query_embedder(options)
     if embedder.dimension != DIMENSION:
         raise SystemExit(f"The model gives {embedder.dimension}-d vectors; {DIMENSION} needed.")
     embedder.embed(["warm up"])
@@ -435,7 +460,8 @@ def main(argv: list[str] | None = None) -> None:
         "sample": options.sample,
         "cpus": os.cpu_count(),
         "faiss_threads": faiss.omp_get_max_threads(),
-        "torch_threads": options.torch_threads,
+        "embedding_backend": options.backend,
+        "embedding_threads": options.threads,
         "model": options.model,
     }
     if options.json:
