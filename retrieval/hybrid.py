@@ -9,7 +9,7 @@ import numpy as np
 from .dense import FaissIndex
 from .embedders import Embedder
 from .fusion import RRF_K, reciprocal_rank_fusion, weighted_fusion
-from .sparse import Bm25Index
+from .sparse import Bm25Index, pooled_idf
 from .types import Hit
 
 FUSIONS = ("rrf", "weighted")
@@ -20,8 +20,9 @@ class HybridRetriever:
 
     Only the index pairs given are searched, so choosing them is the knowledge-base filter.
     The query is embedded once. Each kind of index contributes one ranking: the hits of every
-    pair are merged by score (cosine scores of one model compare across knowledge bases; BM25
-    scores compare roughly, each using its own knowledge base's statistics) and cut to `depth`.
+    pair are merged by score and cut to `depth`. Cosine scores of one model compare across
+    knowledge bases; BM25 scores are made comparable by scoring every base with the idf of the
+    bases taken together (`sparse.pooled_idf`), so a small base's own statistics do not skew them.
 
     Parameters:
         embedder: embeds queries; must be the model the dense indexes were built with.
@@ -84,7 +85,9 @@ class HybridRetriever:
             return []
         depth = max(self.depth, k)
         dense = _merged([pair[0].search(vector, depth) for pair in self.indexes], depth)
-        sparse = _merged([pair[1].search(query, depth) for pair in self.indexes], depth)
+        sparse_indexes = [pair[1] for pair in self.indexes]
+        idf = pooled_idf(sparse_indexes, query) if len(sparse_indexes) > 1 else None
+        sparse = _merged([index.search(query, depth, idf) for index in sparse_indexes], depth)
         return self.fused([dense, sparse])[:k]
 
     def fused(self, rankings: Sequence[Sequence[Hit]]) -> list[Hit]:

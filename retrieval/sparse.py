@@ -21,7 +21,7 @@ import os
 import threading
 import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -193,6 +193,7 @@ class Bm25Index:
         self._segments: list[_Segment] = []
         self._total_length = 0
         self._idf: np.ndarray | None = None
+        self._mean_idf = 0.0
         self._norm: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -234,12 +235,17 @@ class Bm25Index:
             self._invalidate()
             return removed
 
-    def search(self, query: str | Sequence[str], k: int = 10) -> list[Hit]:
+    def search(
+        self, query: str | Sequence[str], k: int = 10, idf: Mapping[str, float] | None = None
+    ) -> list[Hit]:
         """Return the k best documents for a query, best first (ties: lower id first).
 
         Parameters:
             query: a text (tokenised with `self.tokenizer`) or a list of terms.
             k: number of hits wanted; fewer come back when fewer documents match.
+            idf: the idf of each query term to use instead of this index's own, such as
+                `pooled_idf` over several indexes searched together (a term missing from it
+                counts 0).
 
         Only documents that contain a query term and score non-zero are returned.
         """
@@ -248,7 +254,21 @@ class Bm25Index:
             if k <= 0 or not self._slot_of:
                 return []
             self._settle()
-            return self._top_hits(self._slot_scores(tokens), k)
+            return self._top_hits(self._slot_scores(tokens, idf), k)
+
+    def term_statistics(self, query: str | Sequence[str]) -> TermStatistics:
+        """Return what `pooled_idf` needs of this index for a query: the number of documents,
+        each query term's document frequency and the mean idf of the indexed terms."""
+        tokens = self._tokens(query)
+        with self._lock:
+            if not self._slot_of:
+                return TermStatistics(0, dict.fromkeys(tokens, 0), 0.0)
+            self._settle()
+            frequencies = {
+                token: int(self._df[self._vocabulary[token]]) if token in self._vocabulary else 0
+                for token in tokens
+            }
+            return TermStatistics(len(self._slot_of), frequencies, self._mean_idf)
 
     def scores(
         self, query: str | Sequence[str], ids: Sequence[int] | np.ndarray | None = None
@@ -383,7 +403,7 @@ class Bm25Index:
         self._account_removals(self._segments)
         if self._idf is None or self._norm is None:
             documents = len(self._slot_of)
-            self._idf = okapi_idf(self._df, documents, self.epsilon)
+            self._idf, self._mean_idf = okapi_idf(self._df, documents, self.epsilon)
             average_length = self._total_length / documents if documents else 0.0
             relative_lengths = self._slots.lengths / (average_length or 1.0)
             self._norm = self.k1 * (1 - self.b + self.b * relative_lengths)
@@ -392,13 +412,18 @@ class Bm25Index:
 
     # Scoring.
 
-    def _slot_scores(self, tokens: Sequence[str]) -> np.ndarray:
-        """Score every slot (dead ones included, callers mask them) for a list of query terms."""
+    def _slot_scores(
+        self, tokens: Sequence[str], idf: Mapping[str, float] | None = None
+    ) -> np.ndarray:
+        """Score every slot (dead ones included, callers mask them) for a list of query terms,
+        with this index's idf or the one given."""
         assert self._idf is not None and self._norm is not None
         scores = np.zeros(self._slots.count)
-        counts = Counter(self._vocabulary[t] for t in tokens if t in self._vocabulary)
-        for term, count in counts.items():
-            factor = np.array([count * self._idf[term] * (self.k1 + 1)])
+        counts = Counter(t for t in tokens if t in self._vocabulary)
+        for token, count in counts.items():
+            term = self._vocabulary[token]
+            weight = self._idf[term] if idf is None else idf.get(token, 0.0)
+            factor = np.array([count * weight * (self.k1 + 1)])
             if factor[0] == 0:
                 continue
             for segment in self._segments:
@@ -525,8 +550,18 @@ class Bm25Index:
         self._segments = segments
 
 
-def okapi_idf(df: np.ndarray, documents: int, epsilon: float) -> np.ndarray:
-    """Return BM25Okapi's idf of each term from its document frequency.
+@dataclass(frozen=True)
+class TermStatistics:
+    """One index's share of a pooled idf: its documents, the document frequency of each query
+    term, and the mean (unfloored) idf of its indexed terms."""
+
+    documents: int
+    frequencies: dict[str, int]
+    mean_idf: float
+
+
+def okapi_idf(df: np.ndarray, documents: int, epsilon: float) -> tuple[np.ndarray, float]:
+    """Return BM25Okapi's idf of each term from its document frequency, and the mean idf.
 
     idf = log(N - n + 0.5) - log(n + 0.5); terms with a negative idf get epsilon times the mean
     idf of all terms with n > 0; terms with n = 0 get 0 (they match nothing).
@@ -534,11 +569,40 @@ def okapi_idf(df: np.ndarray, documents: int, epsilon: float) -> np.ndarray:
     idf = np.zeros(len(df))
     present = df > 0
     if documents == 0 or not present.any():
-        return idf
+        return idf, 0.0
     frequencies = df[present].astype(np.float64)
     raw = np.log(documents - frequencies + 0.5) - np.log(frequencies + 0.5)
-    raw[raw < 0] = epsilon * raw.mean()
+    mean = float(raw.mean())
+    raw[raw < 0] = epsilon * mean
     idf[present] = raw
+    return idf, mean
+
+
+def pooled_idf(indexes: Sequence[Bm25Index], query: str | Sequence[str]) -> dict[str, float]:
+    """The idf of each query term over the documents of several indexes taken together.
+
+    Knowledge bases searched together should weigh a term by its rarity in all of them: with
+    each base's own idf, a term in every document of a three-document base outranks the
+    query's rare terms elsewhere, and BM25 scores of different bases do not compare. N and n are
+    summed over the indexes; a negative idf is floored, as in `okapi_idf`, at epsilon times the
+    mean idf, here the indexes' mean idfs weighted by their sizes (the mean over the union of
+    their vocabularies would need every index's whole vocabulary per query). Each index still
+    normalises lengths by its own average document length. With one index, or indexes of
+    equal average length and no floored term, scores equal one BM25Okapi over all the documents.
+    """
+    statistics = [index.term_statistics(query) for index in indexes]
+    documents = sum(part.documents for part in statistics)
+    if not documents:
+        return {}
+    frequencies: Counter[str] = Counter()
+    for part in statistics:
+        frequencies.update(part.frequencies)
+    mean = sum(part.documents * part.mean_idf for part in statistics) / documents
+    floor = indexes[0].epsilon * mean
+    idf = {}
+    for term, count in frequencies.items():
+        raw = np.log(documents - count + 0.5) - np.log(count + 0.5) if count else 0.0
+        idf[term] = float(raw) if raw >= 0 else floor
     return idf
 
 

@@ -7,7 +7,7 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from retrieval.errors import IndexMismatchError
-from retrieval.sparse import Bm25Index
+from retrieval.sparse import Bm25Index, pooled_idf
 from retrieval.tokenize import Bm25Tokenizer
 
 EVERYWHERE = "everywhere"  # in every document, so its idf is negative and floored
@@ -177,6 +177,65 @@ def test_search_over_many_documents_with_removals_ranks_like_bm25okapi() -> None
         order = np.lexsort((ids, -expected))[:10]
         hits = index.search(query, k=10)
         np.testing.assert_allclose([h.score for h in hits], expected[order], rtol=RELATIVE)
+
+
+def pooled_scores(parts: list[dict[int, list[str]]], query: list[str]) -> dict[int, float]:
+    """Every document's score when the parts are searched together with their pooled idf."""
+    indexes = [built(part) for part in parts]
+    idf = pooled_idf(indexes, query)
+    return {
+        hit.chunk_id: hit.score
+        for index, part in zip(indexes, parts, strict=True)
+        for hit in index.search(query, k=len(part), idf=idf)
+    }
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_pooled_idf_over_split_indexes_scores_like_one_bm25okapi(seed: int) -> None:
+    """Documents of equal length split into a one-document, a small and a large index: searched
+    together, they score as BM25Okapi over all of them (own idfs would not: a term's idf in the
+    one-document index is negative)."""
+    rng = np.random.default_rng(seed)
+    corpus = {i: [f"w{w}" for w in rng.zipf(1.3, 12) % 300] for i in range(1, 301)}
+    ids = list(corpus)
+    parts = [{i: corpus[i] for i in chunk} for chunk in (ids[:1], ids[1:40], ids[40:])]
+    reference = BM25Okapi([corpus[i] for i in ids])
+    common = {word for word in map("w{}".format, range(300)) if df(corpus, word) * 2 >= len(ids)}
+    first = [word for word in corpus[1] if word not in common][:3]
+    for query in [first, ["w20", "w7", "w7", ABSENT], *zipf_queries(rng)]:
+        assert not common & set(query)  # a floored idf is pooled only approximately
+        expected = dict(zip(ids, reference.get_scores(query), strict=True))
+        got = pooled_scores(parts, query)
+        assert got, query
+        for chunk_id, score in got.items():
+            assert score == pytest.approx(expected[chunk_id], rel=RELATIVE), (query, chunk_id)
+        assert set(got) == {i for i, score in expected.items() if score > 0}
+
+
+def df(corpus: dict[int, list[str]], word: str) -> int:
+    return sum(word in words for words in corpus.values())
+
+
+def zipf_queries(rng: np.random.Generator) -> list[list[str]]:
+    """Queries of words that are in under half of the documents (so no idf is floored)."""
+    return [[f"w{w}" for w in rng.integers(20, 300, size=3)] for _ in range(8)]
+
+
+def test_pooled_idf_of_one_index_is_its_own_idf_floor_included() -> None:
+    corpus = zipf_corpus(7, 200)
+    index = built(corpus)
+    for query in queries(7):
+        own = {hit.chunk_id: hit.score for hit in index.search(query, k=200)}
+        pooled = {
+            hit.chunk_id: hit.score for hit in index.search(query, 200, pooled_idf([index], query))
+        }
+        assert pooled.keys() == own.keys()
+        for chunk_id, score in own.items():
+            assert pooled[chunk_id] == pytest.approx(score, rel=RELATIVE)
+
+
+def test_pooled_idf_of_empty_indexes_is_empty() -> None:
+    assert pooled_idf([Bm25Index(), Bm25Index()], "anything") == {}
 
 
 def test_save_and_load_keep_scores_and_settings(tmp_path) -> None:
