@@ -82,6 +82,8 @@ class Document(models.Model):
     warnings = models.TextField(blank=True)
     page_count = models.PositiveIntegerField(null=True, blank=True)
     chunk_count = models.PositiveIntegerField(default=0)
+    # The embedder (model and backend) that made this document's chunk vectors.
+    embedding_model = models.CharField(max_length=500, blank=True)
     # Encrypted PDFs: kept only until ingestion succeeds, never shown.
     password = models.CharField(max_length=200, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -250,7 +250,7 @@ def _ingest_claimed(
         [chunk.text for chunk in chunks],
         progress=lambda done, total: report(10 + 85 * done // total),
     )
-    if not _store_chunks(document, parsed, chunks, vectors):
+    if not _store_chunks(document, parsed, chunks, vectors, embedder.name):
         return None
     if publish:
         sync_index(document.knowledge_base)
@@ -319,7 +319,7 @@ def _progress_reporter(document: Document, callback: ProgressCallback | None) ->
     return report
 
 
-def _store_chunks(document, parsed, chunks, vectors: np.ndarray) -> bool:
+def _store_chunks(document, parsed, chunks, vectors: np.ndarray, embedding_model: str) -> bool:
     """Swap the document's chunks for the new ones in one transaction (and retire what it
     replaces). Returns False if the document was deleted meanwhile."""
     with transaction.atomic():
@@ -347,6 +347,7 @@ def _store_chunks(document, parsed, chunks, vectors: np.ndarray) -> bool:
             file_type=parsed.file_type,
             page_count=parsed.page_count,
             chunk_count=len(chunks),
+            embedding_model=embedding_model[:500],
             warnings="\n".join(parsed.warnings),
             progress=96,
         )
@@ -533,10 +534,37 @@ def _publish(
 ) -> int:
     store.publish(knowledge_base.pk, version, pair)
     KnowledgeBase.objects.filter(pk=knowledge_base.pk).update(
-        index_version=version, embedding_model=get_embedder().name
+        index_version=version, embedding_model=indexed_embedding_model(knowledge_base)[:500]
     )
     store.prune(knowledge_base.pk, version, keep=settings.RAG_INDEX_VERSIONS_KEPT)
     return version
+
+
+def indexed_embedding_model(knowledge_base: KnowledgeBase) -> str:
+    """The embedder of the knowledge base's searchable vectors: one name, "mixed: a; b" when
+    documents were embedded by different ones, or the configured one when there are none."""
+    models = sorted(
+        set(
+            knowledge_base.documents.filter(state__in=SEARCHABLE_STATES, chunk_count__gt=0)
+            .values_list("embedding_model", flat=True)
+            .distinct()
+        )
+    )
+    if not models:
+        return get_embedder().name
+    if len(models) == 1:
+        return models[0]
+    return "mixed: " + "; ".join(models)
+
+
+def stale_documents(knowledge_base: KnowledgeBase):
+    """Searchable documents whose vectors another embedder made than the configured one: their
+    vectors and the queries' do not compare until they are embedded again."""
+    return (
+        knowledge_base.documents.filter(state__in=SEARCHABLE_STATES, chunk_count__gt=0)
+        .exclude(embedding_model=get_embedder().name)
+        .order_by("pk")
+    )
 
 
 @dataclass
@@ -564,7 +592,21 @@ def check_index(knowledge_base: KnowledgeBase) -> IndexReport:
         present = set(index.ids().tolist())
         report.problems += _id_differences(label, set(wanted), present)
     report.problems += _vector_differences(pair.dense, wanted)
+    report.problems += _embedder_differences(knowledge_base)
     return report
+
+
+def _embedder_differences(knowledge_base: KnowledgeBase) -> list[str]:
+    stale = stale_documents(knowledge_base)
+    counts: dict[str, int] = {}
+    for model in stale.values_list("embedding_model", flat=True):
+        counts[model] = counts.get(model, 0) + 1
+    return [
+        f"{count} document(s) were embedded with {model or 'an unrecorded model'!r}, not the "
+        f"configured {get_embedder().name!r}; embed them again with "
+        "`manage.py rebuild_index --reembed`"
+        for model, count in sorted(counts.items())
+    ]
 
 
 def _id_differences(label: str, wanted: set[int], present: set[int]) -> list[str]:

@@ -125,6 +125,42 @@ def test_check_index_exits_non_zero_and_says_what_differs_after_tampering():
     call_command("check_index", "--kb", "kb", stdout=StringIO())
 
 
+def test_check_index_flags_documents_of_another_embedder_until_rebuild_reembeds_them(settings):
+    """A base embedded by one model and searched with another: check_index says so (vectors of
+    two models do not compare), and rebuild_index --reembed embeds those documents again."""
+    settings.RAG_EMBEDDING_MODEL = "hashing:256"
+    run_ingest(str(PDFS / "dmca.pdf"), str(PDFS / "multicolumn.pdf"), "--kb", "kb")
+    base = KnowledgeBase.objects.get(name="kb")
+    assert base.embedding_model == "hashing-256"
+    assert set(base.documents.values_list("embedding_model", flat=True)) == {"hashing-256"}
+    call_command("check_index", "--kb", "kb", stdout=StringIO())
+
+    settings.RAG_EMBEDDING_MODEL = "hashing:128"
+    out = StringIO()
+    with pytest.raises(CommandError):
+        call_command("check_index", "--kb", "kb", stdout=out)
+    assert "2 document(s) were embedded with 'hashing-256'" in out.getvalue()
+    assert "rebuild_index --reembed" in out.getvalue()
+
+    out = StringIO()
+    call_command("rebuild_index", "--kb", "kb", "--reembed", stdout=out, stderr=StringIO())
+    assert "(hashing-128)" in out.getvalue()
+    base.refresh_from_db()
+    assert base.embedding_model == "hashing-128"
+    assert set(base.documents.values_list("embedding_model", flat=True)) == {"hashing-128"}
+    assert set(base.documents.values_list("state", flat=True)) == {"indexed"}
+    call_command("check_index", "--kb", "kb", stdout=StringIO())
+
+
+def test_a_base_with_documents_of_two_embedders_is_labelled_mixed(settings):
+    settings.RAG_EMBEDDING_MODEL = "hashing:256"
+    run_ingest(str(PDFS / "dmca.pdf"), str(PDFS / "multicolumn.pdf"), "--kb", "kb")
+    other = "/models/other (onnx-int8)"  # same dimension, another model
+    Document.objects.filter(original_name="dmca.pdf").update(embedding_model=other)
+    call_command("rebuild_index", "--kb", "kb", stdout=StringIO())
+    assert KnowledgeBase.objects.get().embedding_model == f"mixed: {other}; hashing-256"
+
+
 def test_bootstrap_demo_creates_the_admin_and_the_demo_knowledge_base(settings):
     out = StringIO()
     call_command("bootstrap_demo", stdout=out)
