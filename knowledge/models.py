@@ -186,6 +186,9 @@ class Message(models.Model):
         blank=True, help_text="The question as retrieval saw it, with the conversation folded in."
     )
     timings = models.JSONField(default=dict, blank=True)
+    notice = models.TextField(
+        blank=True, help_text="Why the answer came another way, e.g. the language model was down."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

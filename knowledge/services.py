@@ -957,6 +957,7 @@ def stream_answer(
         mode=run.mode,
         standalone_question=standalone,
         timings=timings,
+        notice=run.notice or "",
     )
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
     yield AnswerEvent(

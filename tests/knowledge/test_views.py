@@ -531,8 +531,11 @@ def test_the_page_shows_a_notice_when_the_language_model_fails(
     settings.RAG_LLM_MAX_RETRIES = 0
     services.reset_llm_clients()
     llm_server.script(Reply(status=500), Reply(status=500))
-    answer = done(ask(logged_in(member), "How do I report sick leave?", [indexed_handbook]))
+    client = logged_in(member)
+    answer = done(ask(client, "How do I report sick leave?", [indexed_handbook]))
     services.reset_llm_clients()
     assert answer["mode"] == "extractive"
     assert answer["notice"].startswith("The language model is unavailable")
     assert answer["citations"]
+    page = client.get(reverse("knowledge:conversation", args=[answer["conversation"]]))
+    assert "The language model is unavailable" in page.content.decode()  # kept on reload

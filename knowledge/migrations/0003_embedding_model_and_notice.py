@@ -26,4 +26,12 @@ class Migration(migrations.Migration):
             field=models.CharField(blank=True, max_length=500),
         ),
         migrations.RunPython(from_knowledge_base, migrations.RunPython.noop),
+        migrations.AddField(
+            model_name='message',
+            name='notice',
+            field=models.TextField(
+                blank=True,
+                help_text='Why the answer came another way, e.g. the language model was down.',
+            ),
+        ),
     ]
