@@ -69,16 +69,21 @@ class Bm25Tokenizer:
         self.cjk_bigrams = cjk_bigrams
         self._stopwords = _resolve_stopwords(self.stopwords_setting)
         self._stem = _stem_function(stemmer)
+        self._stem_words = _stem_words_function(stemmer)
 
     def __call__(self, text: str) -> list[str]:
         """Return the terms of `text`, in reading order."""
         if self.lowercase:
             text = text.lower()
-        return list(self._terms(text))
+        pieces = _PIECE.findall(text)
+        if self.cjk_bigrams and _CJK_START.search(text):
+            return list(self._terms(pieces))
+        # No CJK: stem all the words in one call (PyStemmer's C loop, with its cache).
+        return self._stem_words([piece for piece in pieces if piece not in self._stopwords])
 
-    def _terms(self, text: str) -> Iterator[str]:
-        for piece in _PIECE.findall(text):
-            if self.cjk_bigrams and _CJK_START.match(piece):
+    def _terms(self, pieces: list[str]) -> Iterator[str]:
+        for piece in pieces:
+            if _CJK_START.match(piece):
                 yield from cjk_bigrams(piece)
             elif piece not in self._stopwords:
                 yield self._stem(piece)
@@ -137,6 +142,12 @@ def _resolve_stopwords(setting: str | list[str] | None) -> frozenset[str]:
         known = ", ".join(sorted(_STOPWORD_LISTS))
         raise ValueError(f"Unknown stop word list {setting!r}; known lists: {known}.")
     return _STOPWORD_LISTS[setting]
+
+
+def _stem_words_function(name: str | None) -> Any:
+    if name is None:
+        return list
+    return Stemmer.Stemmer(name).stemWords
 
 
 def _stem_function(name: str | None) -> Any:

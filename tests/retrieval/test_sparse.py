@@ -275,6 +275,16 @@ class TestTokenizer:
     def test_it_separates_cjk_from_latin_in_one_word(self) -> None:
         assert Bm25Tokenizer()("iPhone手机") == ["iphon", "手机"]
 
+    @pytest.mark.parametrize("stemmer", ["english", None])
+    def test_text_with_and_without_cjk_gets_the_same_word_terms(self, stemmer) -> None:
+        """Latin-only text is stemmed in one batch, text with CJK word by word: same terms."""
+        tokenizer = Bm25Tokenizer(stemmer=stemmer)
+        rng = np.random.default_rng(3)
+        words = ["Running", "the", "runners'", "café", "ΑΘΗΝΑ", "x2", "généralement", "IS"]
+        for _ in range(50):
+            text = " ".join(rng.choice(words, size=int(rng.integers(1, 12))))
+            assert tokenizer(f"{text} 北京") == tokenizer(text) + ["北京"]
+
     def test_its_settings_round_trip(self) -> None:
         tokenizer = Bm25Tokenizer(lowercase=False, stopwords=["foo"], stemmer="french")
         assert Bm25Tokenizer.from_dict(tokenizer.to_dict()) == tokenizer
