@@ -67,6 +67,29 @@ def strip_citations(text: str) -> str:
     return _CITATION.sub("", text).strip()
 
 
+_ABSTENTION = re.compile(
+    r"\b(unable to answer|cannot be answered|can ?not answer|does not (?:provide|mention|"
+    r"contain|specify|say|state|include)|do not (?:provide|mention|contain|specify|say|state|"
+    r"include)|no (?:specific )?(?:information|mention|details?)|not (?:mentioned|provided|"
+    r"specified|stated)|is not clear|not (?:be )?found in the (?:documents?|sources?|context|"
+    r"passages?|provided))\b",
+    re.IGNORECASE,
+)
+
+
+def is_abstention(sentence: str) -> bool:
+    """Whether a sentence only says what the sources do not contain ("The answer was not found
+    in the documents.", "The context does not mention the date."): it claims nothing to verify."""
+    return bool(_ABSTENTION.search(sentence))
+
+
+def abstains(answer: str) -> bool:
+    """Whether every sentence of an answer is an abstention (a "not found" answer)."""
+    sentences = [strip_citations(s) for s in split_sentences(answer)]
+    sentences = [s for s in sentences if s]
+    return bool(sentences) and all(is_abstention(s) for s in sentences)
+
+
 def split_claims(answer: str) -> list[str]:
     """Split an answer into claims without an LLM: its sentences and list items, with citation
     markers and list bullets removed, long sentences cut at semicolons, and pieces under three
@@ -142,16 +165,18 @@ def citation_quality(answer: str, passages: Sequence[str], judge: Judge) -> Cita
     """Citation recall and precision as ALCE defines them, for an answer citing passages [1]..[n].
 
     Recall: the share of sentences whose cited passages, concatenated, support the sentence (a
-    sentence without citations scores 0). Precision: the share of citations that are relevant; a
-    citation of a supported sentence with several citations is irrelevant when its passage alone
-    does not support the sentence and the other cited passages still do; with one citation, it
-    counts as relevant exactly when it supports the sentence. Citations of numbers outside 1..n
+    sentence without citations scores 0; a sentence that only says what the sources lack, see
+    `is_abstention`, is not counted, so a "not found" answer has no recall). Precision: the
+    share of citations that are relevant; a citation of a supported sentence with several
+    citations is irrelevant when its passage alone does not support the sentence and the other
+    cited passages still do; with one citation, it counts as relevant exactly when it supports
+    the sentence. Citations of numbers outside 1..n
     count as irrelevant.
 
     Source: T. Gao, H. Yen, J. Yu, D. Chen, "Enabling Large Language Models to Generate Text with
     Citations", EMNLP 2023 (arXiv:2305.14627), section 2.3, and its `compute_autoais` code.
     """
-    sentences = [s for s in split_sentences(answer) if strip_citations(s)]
+    sentences = [s for s in split_sentences(answer) if strip_citations(s) and not is_abstention(s)]
     rows, supported, relevant, citations = [], 0, 0, 0
     for sentence in sentences:
         row = _cited_sentence(sentence, passages, judge)

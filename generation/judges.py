@@ -17,7 +17,7 @@ import Stemmer
 
 from .citations import split_sentences
 from .errors import GenerationError
-from .faithfulness import EmbedFunction, Verdict, split_claims
+from .faithfulness import EmbedFunction, Verdict, is_abstention, split_claims
 
 # Words that carry no checkable fact: function words, and the words answers use to talk about
 # their sources ("the passage mentions", "based on the information provided").
@@ -37,13 +37,6 @@ _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _WORD = re.compile(r"[^\W_]+(?:['\u2019.-][^\W_]+)*", re.UNICODE)
 _NUMBER = re.compile(r"\d")
 # Statements that report what the sources lack make no claim about the world.
-_ABSTENTION = re.compile(
-    r"\b(unable to answer|cannot be answered|can ?not answer|does not (?:provide|mention|"
-    r"contain|specify|say|state|include)|do not (?:provide|mention|contain|specify|say|state|"
-    r"include)|no (?:specific )?(?:information|mention|details?)|not (?:mentioned|provided|"
-    r"specified|stated)|is not clear)\b",
-    re.IGNORECASE,
-)
 
 
 class EmbeddedJudge:
@@ -92,7 +85,7 @@ class EmbeddedJudge:
     def extract_claims(self, answer: str, question: str = "") -> list[str]:
         """The answer's sentences (see split_claims), less those that only say what the sources
         do not contain."""
-        return [claim for claim in split_claims(answer) if not _ABSTENTION.search(claim)]
+        return [claim for claim in split_claims(answer) if not is_abstention(claim)]
 
     def verify(
         self, statements: Sequence[str], passages: Sequence[str], question: str = ""

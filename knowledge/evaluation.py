@@ -22,6 +22,7 @@ from django.conf import settings
 from generation.errors import GenerationError
 from generation.faithfulness import (
     Judge,
+    abstains,
     citation_quality,
     embedding_similarity,
     faithfulness,
@@ -296,12 +297,14 @@ def _shingles(text: str) -> set[str]:
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over the questions where each metric is defined (with their count), answer modes,
-    failures, and latency percentiles per stage."""
+    "not found" answers (no claims: they have no faithfulness or citation scores), failures, and
+    latency percentiles per stage."""
     answered = [row for row in rows if "error" not in row]
     result: dict[str, Any] = {
         "questions": len(rows),
         "failed": len(rows) - len(answered),
         "modes": dict(sorted(Counter(row["mode"] for row in answered).items())),
+        "not_found": sum(abstains(row["answer"]) for row in answered),
     }
     for section, metrics in _metric_names(answered).items():
         result[section] = {

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from generation.faithfulness import (
+    abstains,
     citation_quality,
     embedding_similarity,
     faithfulness,
@@ -17,6 +18,7 @@ from generation.faithfulness import (
     token_f1,
 )
 from generation.judges import EmbeddedJudge, LlmJudge, make_judge, parse_json_reply
+from generation.prompts import NOT_FOUND_ANSWER
 from retrieval.embedders import HashingEmbedder
 from tests.conftest import SHARED_DATA
 
@@ -93,6 +95,26 @@ def test_an_answer_that_only_says_the_sources_lack_the_answer_has_no_claims(judg
     result = faithfulness("The passages do not mention its height.", PASSAGES, judge)
     assert result.score is None
     assert result.support == 1.0
+
+
+def test_the_not_found_answer_has_no_claims_and_no_citation_scores(judge):
+    assert faithfulness(NOT_FOUND_ANSWER, PASSAGES, judge).score is None
+    result = citation_quality(NOT_FOUND_ANSWER, PASSAGES, judge)
+    assert (result.recall, result.precision, result.sentences) == (None, None, [])
+
+
+def test_abstains_only_when_every_sentence_says_what_is_missing():
+    assert abstains(NOT_FOUND_ANSWER)
+    assert abstains("The context does not mention the date. It is not provided [2].")
+    assert not abstains("The tower was completed in 1889 [2]. The passages do not say who paid.")
+    assert not abstains("")
+
+
+def test_an_abstaining_sentence_beside_a_claim_is_left_out_of_citation_recall(judge):
+    answer = "The tower was completed in 1889 [2]. The passages do not say who paid for it."
+    result = citation_quality(answer, PASSAGES, judge)
+    assert result.recall == 1.0
+    assert [row["sentence"] for row in result.sentences] == ["The tower was completed in 1889."]
 
 
 # --- Citations (ALCE) -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from generation.prompts import NOT_FOUND_ANSWER
 from knowledge import services
 from knowledge.models import Document
 from tests.conftest import SHARED_DATA
@@ -57,6 +58,7 @@ def dataset(tmp_path, incidents):
             ],
         },
         {"id": "plain", "question": "When should an incident be communicated publicly?"},
+        {"id": "absent", "question": "What is the capital of Mongolia?"},
     ]
     path = tmp_path / "dataset.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -73,7 +75,7 @@ def evaluate(dataset, out, *extra: str) -> dict:
 def test_evaluate_writes_per_question_rows_and_aggregates(dataset, tmp_path):
     report = evaluate(dataset, tmp_path / "report", "--judge", "embedded")
     rows = {row["id"]: row for row in report["questions"]}
-    assert list(rows) == ["mute", "unsure", "plain"]
+    assert list(rows) == ["mute", "unsure", "plain", "absent"]
     assert all("error" not in row and row["mode"] == "extractive" for row in rows.values())
     assert rows["mute"]["retrieval"]["judged_by"] == "relevant_doc_ids"
     assert rows["mute"]["retrieval"]["recall@6"] == 1.0
@@ -86,6 +88,14 @@ def test_evaluate_writes_per_question_rows_and_aggregates(dataset, tmp_path):
     assert aggregates["correctness"]["rouge_l"]["n"] == 1
     assert aggregates["latency_ms"]["total_ms"]["p50"] > 0
     assert report["judges"]["faithfulness"] == "embedded"
+    # The "not found" answer is counted as such, not scored as a faithful or uncited claim.
+    assert rows["absent"]["answer"] == NOT_FOUND_ANSWER
+    assert rows["absent"]["faithfulness"]["score"] is None
+    assert rows["absent"]["citations"]["recall"] is None
+    assert aggregates["not_found"] == 1
+    assert aggregates["faithfulness"]["score"]["n"] == 3
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert "(no claims, so no faithfulness or citation score): 1." in html
 
 
 def test_extractive_answers_are_judged_faithful_and_cited(dataset, tmp_path):
