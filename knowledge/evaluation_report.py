@@ -10,6 +10,8 @@ from django.template.loader import render_to_string
 from django.utils.safestring import SafeString, mark_safe
 
 SCORE_PLOTS = (
+    ("retrieval", "ndcg@10", "Retrieval nDCG@10"),
+    ("retrieval", "mrr@10", "Retrieval MRR@10"),
     ("faithfulness", "score", "Faithfulness"),
     ("citations", "recall", "Citation recall"),
     ("citations", "precision", "Citation precision"),

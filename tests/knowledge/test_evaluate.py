@@ -110,6 +110,8 @@ def test_the_html_report_holds_aggregates_plots_and_the_worst_questions(dataset,
     html = (tmp_path / "report" / "report.html").read_text()
     assert html.count("<svg") == 2
     assert 'id="aggregates"' in html and "ndcg@10" in html
+    for title in ("Retrieval nDCG@10 (n=2", "Faithfulness (n=2", "Citation recall (n=2"):
+        assert title in html  # a histogram of each score
     assert 'id="question-mute"' in html and 'id="question-plain"' not in html
     assert "closest context sentence" in html  # the judge's reasons
 
