@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -73,6 +74,15 @@ def env_rate(name: str, default: str) -> str:
     if raw and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", raw):
         raise ImproperlyConfigured(f"{name}={raw!r} is not a rate such as 100/minute or 5/second.")
     return raw
+
+
+def next_redis_database(url: str) -> str:
+    """The same Redis server as url, one database number higher (redis://h:6379/0 -> .../1)."""
+    parts = urlsplit(url)
+    number = parts.path.strip("/")
+    if not number.isdigit():
+        number = "0"
+    return urlunsplit(parts._replace(path=f"/{int(number) + 1}"))
 
 
 def default_embedding_model() -> str:
@@ -226,6 +236,29 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("RAG_CELERY_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Cache: shared by every web process, so API throttles count requests across all of them ----
+# CACHE_URL (redis://...) wins; with REDIS_URL the next Redis database is used (a cache clear
+# must never flush the broker's queues); otherwise files under RAG_DATA_DIR/cache.
+
+CACHE_URL = env_str("CACHE_URL") or (next_redis_database(REDIS_URL) if REDIS_URL else "")
+if CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "rag",
+        }
+    }
+elif CACHE_URL:
+    raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r} must be a redis:// URL.")
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(RAG_DATA_DIR / "cache"),
+        }
+    }
 
 # --- The product's own settings -----------------------------------------------------------------
 

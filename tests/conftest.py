@@ -45,10 +45,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(autouse=True)
 def data_dir(settings, tmp_path: Path) -> Path:
-    """Each test gets its own uploads, indexes and locks."""
+    """Each test gets its own uploads, indexes and locks, and an empty cache (throttle counts
+    live there, shared by every process as in production)."""
+    from django.core.cache import cache
+
     settings.RAG_DATA_DIR = tmp_path / "data"
     settings.MEDIA_ROOT = tmp_path / "data" / "uploads"
     settings.RAG_DATA_DIR.mkdir()
+    cache.clear()
     return settings.RAG_DATA_DIR
 
 

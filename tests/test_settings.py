@@ -30,3 +30,35 @@ def test_no_module_but_settings_reads_the_environment():
         if "os.environ" in path.read_text() or "getenv(" in path.read_text()
     ]
     assert offenders == []
+
+
+def test_the_cache_is_shared_with_other_processes(settings):
+    """Throttle counts live in the cache: a key one process writes, another must read (Redis's
+    next database when REDIS_URL is set, else files under RAG_DATA_DIR/cache)."""
+    import subprocess
+    import sys
+    import uuid
+
+    from django.core.cache import cache
+
+    expected = "redis" if settings.REDIS_URL else "filebased"
+    assert expected in settings.CACHES["default"]["BACKEND"]
+    if settings.REDIS_URL:
+        assert settings.CACHES["default"]["LOCATION"] != settings.REDIS_URL  # never the broker's
+    key, value = f"shared-{uuid.uuid4().hex}", uuid.uuid4().hex
+    cache.set(key, value, 60)
+    read = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            f"from django.core.cache import cache; print(cache.get({key!r}))",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert read.stdout.split()[-1] == value

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group
-from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
@@ -35,7 +34,6 @@ def fast_setup(settings):
     settings.RAG_EMBEDDING_MODEL = HASHING_EMBEDDER
     settings.RAG_LLM_BASE_URL = ""  # extractive answers
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast users
-    cache.clear()  # throttle counts
 
 
 @pytest.fixture
