@@ -24,8 +24,8 @@ from rest_framework.views import APIView
 
 from retrieval.types import Passage
 
+from . import answering, services
 from . import serializers as s
-from . import services
 from .forms import ACCEPTED_SUFFIXES
 from .models import Conversation, Document, KnowledgeBase
 from .rest import (
@@ -297,8 +297,8 @@ class AskView(APIView):
             "top_k": data.get("top_k"),
         }
         if not data["stream"]:
-            return Response(services.answer_question(data["question"], knowledge_bases, **kwargs))
-        events = services.stream_answer(data["question"], knowledge_bases, **kwargs)
+            return Response(answering.answer_question(data["question"], knowledge_bases, **kwargs))
+        events = answering.stream_answer(data["question"], knowledge_bases, **kwargs)
         return event_stream(
             guarded(
                 (sse_event(event.kind, event.data) for event in events),

@@ -1,5 +1,5 @@
 """The evaluation run behind `manage.py evaluate`: every question of a dataset goes through
-services.answer_question (the path the chat uses), then retrieval, faithfulness, citation and
+answering.answer_question (the path the chat uses), then retrieval, faithfulness, citation and
 correctness metrics are computed per question and aggregated into report.json and report.html.
 """
 
@@ -32,7 +32,7 @@ from generation.faithfulness import (
 from generation.judges import make_judge
 from retrieval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 
-from . import services
+from . import answering, services
 from .models import KnowledgeBase
 
 logger = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _parse_question(line: str, where: str) -> EvaluationQuestion:
 def build_judge(kind: str, judge_model: str | None = None) -> Judge:
     """The judge for `--judge`: auto is the LLM judge when RAG_LLM_BASE_URL is set, else the
     embedded judge on the configured embedding model."""
-    client = services.get_llm_client()
+    client = answering.get_llm_client()
     try:
         judge = make_judge(kind, embed=services.get_embedder().embed, client=client)
     except GenerationError as error:
@@ -138,7 +138,7 @@ class EvaluationRun:
         """Answer one question and score it; a failure is recorded on the row, not raised."""
         row: dict[str, Any] = {"id": item.id, "question": item.question}
         try:
-            answer = services.answer_question(
+            answer = answering.answer_question(
                 item.question, [self.knowledge_base], top_k=self.top_k
             )
         except Exception as error:  # one broken question must not end the run

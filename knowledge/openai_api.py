@@ -23,8 +23,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from . import answering, services
 from . import serializers as s
-from . import services
 from .models import Conversation, KnowledgeBase, Message
 from .rest import AskThrottle, EventStreamRenderer, event_stream, guarded, openai_error, sse_event
 
@@ -120,9 +120,9 @@ class ChatCompletions(OpenAIView):
         conversation = conversation_from_history(request.user, knowledge_bases, history)
         kwargs = {"user": request.user, "conversation": conversation}
         if data["stream"]:
-            events = services.stream_answer(question, knowledge_bases, **kwargs)
+            events = answering.stream_answer(question, knowledge_bases, **kwargs)
             return event_stream(completion_chunks(events, model))
-        done = services.answer_question(question, knowledge_bases, **kwargs)
+        done = answering.answer_question(question, knowledge_bases, **kwargs)
         return Response(completion(done, model))
 
 

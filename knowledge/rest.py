@@ -24,7 +24,7 @@ from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from generation.errors import GenerationError, GenerationRequestError, GenerationUnavailableError
 from retrieval.errors import RetrievalError
 
-from . import services
+from . import answering, services
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +107,9 @@ def as_api_exception(exc: Exception) -> Exception:
     """Our services' and libraries' errors as the DRF exception with the right status."""
     if isinstance(exc, services.KnowledgeBaseNotFoundError):
         return exceptions.NotFound(str(exc), "not_found")
-    if isinstance(exc, services.ConversationNotFoundError):
+    if isinstance(exc, answering.ConversationNotFoundError):
         return exceptions.NotFound(str(exc), "not_found")
-    if isinstance(exc, services.EmptyQuestionError):
+    if isinstance(exc, answering.EmptyQuestionError):
         return exceptions.ValidationError({"question": [str(exc)]})
     if isinstance(exc, Http404):
         return exceptions.NotFound("Not found.", "not_found")

@@ -29,7 +29,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from . import services
+from . import answering, services
 from .forms import ACCEPTED_SUFFIXES, AskForm, FeedbackForm, ReplaceForm, UploadForm, upload_problem
 from .markdown import render_markdown
 from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
@@ -387,7 +387,7 @@ def answer_stream(request: HttpRequest) -> HttpResponse:
             return JsonResponse({"error": "No such conversation."}, status=404)
         if data["regenerate"]:
             forget_last_turn(conversation)
-    events = services.stream_answer(
+    events = answering.stream_answer(
         data["question"], knowledge_bases, user=request.user, conversation=conversation
     )
     response = StreamingHttpResponse(
@@ -407,7 +407,7 @@ def forget_last_turn(conversation: Conversation) -> None:
 
 
 def event_stream(events: Iterable, user) -> Iterator[str]:
-    """Server-sent events from services.stream_answer events, with links to the sources and
+    """Server-sent events from answering.stream_answer events, with links to the sources and
     the finished answer rendered as safe HTML."""
     try:
         for event in events:
@@ -451,7 +451,7 @@ def feedback(request: HttpRequest, pk: int) -> JsonResponse:
     if not form.is_valid():
         errors = [error for field in form.errors.values() for error in field]
         return JsonResponse({"error": " ".join(errors)}, status=400)
-    services.record_feedback(
+    answering.record_feedback(
         message, request.user, form.cleaned_data["rating"], form.cleaned_data["comment"]
     )
     return JsonResponse({"rating": form.cleaned_data["rating"], "saved": True})

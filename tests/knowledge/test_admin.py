@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import services
+from knowledge import answering, services
 from knowledge.models import Document, Feedback, Message
 from tests.factories import add_text, make_knowledge_base, make_user
 
@@ -90,8 +90,8 @@ def test_conversations_and_feedback_are_read_only(admin_client):
     member = make_user("member")
     knowledge_base = make_knowledge_base(members=[member])
     services.ingest_document(add_text(knowledge_base, "expenses.md", TEXT).pk)
-    answer = services.answer_question("When are receipts due?", [knowledge_base], user=member)
-    services.record_feedback(Message.objects.get(pk=answer["message"]), member, -1, "Too short")
+    answer = answering.answer_question("When are receipts due?", [knowledge_base], user=member)
+    answering.record_feedback(Message.objects.get(pk=answer["message"]), member, -1, "Too short")
     page = admin_client.get(
         reverse("admin:knowledge_conversation_change", args=[answer["conversation"]])
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge import services
+from knowledge import answering, services
 from knowledge.models import Conversation, Feedback, KnowledgeBase, Message
 from rag_site.settings import default_embedding_model
 from tests.conftest import PDFS
@@ -42,7 +42,7 @@ def llm(settings, llm_server):
 
 
 def test_extractive_answer_cites_the_page_that_holds_it(dmca):
-    result = services.answer_question("Who signed the DMCA into law?", [dmca])
+    result = answering.answer_question("Who signed the DMCA into law?", [dmca])
     assert result["mode"] == "extractive"
     assert "President Clinton" in result["answer"]
     first = result["citations"][0]
@@ -54,28 +54,28 @@ def test_extractive_answer_cites_the_page_that_holds_it(dmca):
 
 def test_extractive_answer_on_a_later_page(dmca):
     question = "When must the Copyright Office report to Congress on distance education?"
-    result = services.answer_question(question, [dmca])
+    result = answering.answer_question(question, [dmca])
     assert "distance education" in result["answer"]
     assert result["citations"][0]["page"] == 15
     assert result["uncited_sentences"] == []
 
 
 def test_a_question_the_documents_do_not_answer_gets_not_found(dmca):
-    result = services.answer_question("What is the capital of Mongolia?", [dmca])
+    result = answering.answer_question("What is the capital of Mongolia?", [dmca])
     assert result["answer"] == NOT_FOUND
     assert result["citations"] == []
     assert result["passages"]  # retrieval did return passages; none of them answers
 
 
 def test_an_empty_knowledge_base_gets_not_found():
-    result = services.answer_question("Anything at all?", [make_knowledge_base()])
+    result = answering.answer_question("Anything at all?", [make_knowledge_base()])
     assert result["answer"] == NOT_FOUND
     assert result["passages"] == []
     assert result["mode"] == "extractive"
 
 
 def test_events_come_as_sources_then_deltas_then_done(dmca):
-    events = list(services.stream_answer("Who signed the DMCA into law?", [dmca]))
+    events = list(answering.stream_answer("Who signed the DMCA into law?", [dmca]))
     kinds = [event.kind for event in events]
     assert kinds[0] == "sources"
     assert kinds[-1] == "done"
@@ -90,7 +90,7 @@ def test_events_come_as_sources_then_deltas_then_done(dmca):
 
 def test_question_and_answer_are_stored_with_citations(dmca):
     user = make_user("ada")
-    result = services.answer_question("Who signed the DMCA into law?", [dmca], user=user)
+    result = answering.answer_question("Who signed the DMCA into law?", [dmca], user=user)
     conversation = Conversation.objects.get(pk=result["conversation"])
     assert conversation.user == user
     assert list(conversation.knowledge_bases.all()) == [dmca]
@@ -103,9 +103,9 @@ def test_question_and_answer_are_stored_with_citations(dmca):
 
 
 def test_a_follow_up_is_condensed_with_the_previous_question(dmca):
-    first = services.answer_question("Who signed the DMCA into law?", [dmca])
+    first = answering.answer_question("Who signed the DMCA into law?", [dmca])
     conversation = Conversation.objects.get(pk=first["conversation"])
-    follow_up = services.answer_question("And when?", [dmca], conversation=conversation)
+    follow_up = answering.answer_question("And when?", [dmca], conversation=conversation)
     assert follow_up["standalone_question"] == "Who signed the DMCA into law? And when?"
     assert "October 28, 1998" in follow_up["answer"]
     assert conversation.messages.count() == 4
@@ -113,20 +113,20 @@ def test_a_follow_up_is_condensed_with_the_previous_question(dmca):
 
 def test_another_users_conversation_cannot_be_continued(dmca):
     owner, intruder = make_user("owner"), make_user("intruder")
-    first = services.answer_question("Who signed the DMCA into law?", [dmca], user=owner)
+    first = answering.answer_question("Who signed the DMCA into law?", [dmca], user=owner)
     conversation = Conversation.objects.get(pk=first["conversation"])
-    with pytest.raises(services.ConversationNotFoundError):
-        services.answer_question("And when?", [dmca], user=intruder, conversation=conversation)
+    with pytest.raises(answering.ConversationNotFoundError):
+        answering.answer_question("And when?", [dmca], user=intruder, conversation=conversation)
 
 
 def test_blank_question_is_refused():
-    with pytest.raises(services.EmptyQuestionError):
-        services.answer_question("   ", [make_knowledge_base()])
+    with pytest.raises(answering.EmptyQuestionError):
+        answering.answer_question("   ", [make_knowledge_base()])
 
 
 def test_llm_answer_is_streamed_checked_and_stored(dmca, llm):
     llm.script(Reply(text="President Clinton signed it [1]. It was in 1998 [1, 9]."))
-    events = list(services.stream_answer("Who signed the DMCA into law?", [dmca]))
+    events = list(answering.stream_answer("Who signed the DMCA into law?", [dmca]))
     done = events[-1].data
     assert done["mode"] == "llm"
     assert done["notice"] is None
@@ -139,7 +139,7 @@ def test_llm_answer_is_streamed_checked_and_stored(dmca, llm):
 
 
 def test_llm_receives_numbered_sources_and_the_question(dmca, llm):
-    services.answer_question("Who signed the DMCA into law?", [dmca])
+    answering.answer_question("Who signed the DMCA into law?", [dmca])
     request = llm.chat_requests()[-1]
     assert request["model"] == DEFAULT_MODEL
     assert request["stream"] is True
@@ -152,19 +152,19 @@ def test_a_knowledge_bases_lora_adapter_is_the_model(dmca, llm):
     llm.models.append("copyright-lora")
     KnowledgeBase.objects.filter(pk=dmca.pk).update(lora_adapter="copyright-lora")
     dmca.refresh_from_db()
-    result = services.answer_question("Who signed the DMCA into law?", [dmca])
+    result = answering.answer_question("Who signed the DMCA into law?", [dmca])
     assert result["mode"] == "llm"
     assert llm.chat_requests()[-1]["model"] == "copyright-lora"
 
 
 def test_llm_condenses_a_follow_up_before_retrieval(dmca, llm):
-    first = services.answer_question("Who signed the DMCA into law?", [dmca])
+    first = answering.answer_question("Who signed the DMCA into law?", [dmca])
     conversation = Conversation.objects.get(pk=first["conversation"])
     llm.script(
         Reply(text="When did President Clinton sign the DMCA?"),
         Reply(text="On October 28, 1998 [1]."),
     )
-    result = services.answer_question("When was that?", [dmca], conversation=conversation)
+    result = answering.answer_question("When was that?", [dmca], conversation=conversation)
     condense, answer = llm.chat_requests()[-2:]
     assert condense["stream"] is False
     assert "Last question: When was that?" in condense["messages"][-1]["content"]
@@ -175,7 +175,7 @@ def test_llm_condenses_a_follow_up_before_retrieval(dmca, llm):
 
 def test_server_error_falls_back_to_a_labelled_extractive_answer(dmca, llm):
     llm.script(Reply(status=500, error_message="CUDA out of memory"))
-    result = services.answer_question("Who signed the DMCA into law?", [dmca])
+    result = answering.answer_question("Who signed the DMCA into law?", [dmca])
     assert result["mode"] == "extractive"
     assert "President Clinton" in result["answer"]
     assert "language model is unavailable" in result["notice"]
@@ -185,7 +185,7 @@ def test_server_error_falls_back_to_a_labelled_extractive_answer(dmca, llm):
 def test_stream_broken_mid_answer_is_replaced_by_the_extractive_answer(dmca, llm, settings):
     settings.RAG_LLM_TIMEOUT = 0.5
     llm.script(Reply(text="President Clinton signed the act into law [1].", stall_after=3))
-    events = list(services.stream_answer("Who signed the DMCA into law?", [dmca]))
+    events = list(answering.stream_answer("Who signed the DMCA into law?", [dmca]))
     done = events[-1].data
     assert done["mode"] == "extractive"
     assert "stopped mid-answer" in done["notice"]
@@ -196,9 +196,9 @@ def test_dead_llm_server_opens_the_circuit_and_answers_extractively(dmca, settin
     settings.RAG_LLM_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"
     settings.RAG_LLM_CIRCUIT_FAILURES = 1
     settings.RAG_LLM_MAX_RETRIES = 0
-    first = services.answer_question("Who signed the DMCA into law?", [dmca])
+    first = answering.answer_question("Who signed the DMCA into law?", [dmca])
     assert "cannot be reached" in first["notice"]
-    second = services.answer_question("Who signed the DMCA into law?", [dmca])
+    second = answering.answer_question("Who signed the DMCA into law?", [dmca])
     assert second["mode"] == "extractive"
     assert "not trying it again" in second["notice"]
     assert "President Clinton" in second["answer"]
@@ -206,23 +206,23 @@ def test_dead_llm_server_opens_the_circuit_and_answers_extractively(dmca, settin
 
 def test_feedback_is_recorded_once_per_user(dmca):
     user = make_user("ada")
-    result = services.answer_question("Who signed the DMCA into law?", [dmca], user=user)
+    result = answering.answer_question("Who signed the DMCA into law?", [dmca], user=user)
     message = Message.objects.get(pk=result["message"])
-    services.record_feedback(message, user, -1, "too short")
-    services.record_feedback(message, user, 1)
+    answering.record_feedback(message, user, -1, "too short")
+    answering.record_feedback(message, user, 1)
     feedback = Feedback.objects.get()
     assert (feedback.rating, feedback.comment, feedback.user) == (1, "", user)
 
 
 def test_feedback_on_a_question_or_with_a_bad_rating_is_refused(dmca):
     user = make_user("ada")
-    result = services.answer_question("Who signed the DMCA into law?", [dmca], user=user)
+    result = answering.answer_question("Who signed the DMCA into law?", [dmca], user=user)
     answer = Message.objects.get(pk=result["message"])
     question = answer.conversation.messages.get(role="user")
     with pytest.raises(ValueError, match="Only answers"):
-        services.record_feedback(question, user, 1)
+        answering.record_feedback(question, user, 1)
     with pytest.raises(ValueError, match=r"\+1"):
-        services.record_feedback(answer, user, 5)
+        answering.record_feedback(answer, user, 5)
 
 
 def test_readable_knowledge_bases_hides_foreign_ones_like_missing_ones():
@@ -245,7 +245,7 @@ def test_answers_use_only_the_given_knowledge_bases():
     services.ingest_document(add_text(secret, "pay.md", "The CEO salary is 9 million euros.").pk)
     public = make_knowledge_base("public")
     services.ingest_document(add_text(public, "pto.md", "Employees get 25 vacation days.").pk)
-    result = services.answer_question("What is the CEO salary?", [public])
+    result = answering.answer_question("What is the CEO salary?", [public])
     assert "9 million" not in result["answer"]
     assert all(p["document_title"] == "pto" for p in result["passages"])
 
@@ -259,10 +259,12 @@ def test_extractive_answer_with_the_real_embedding_model(settings):
     knowledge_base = KnowledgeBase.objects.create(pk=9_000_001, name="papers")
     services.ingest_document(add_file(knowledge_base, PDFS / "naacl06-shinyama.pdf").pk)
     question = "Which technique discovers all possible relations from texts as tables?"
-    result = services.answer_question(question, [knowledge_base])
+    result = answering.answer_question(question, [knowledge_base])
     assert "Unrestricted Relation Discovery" in result["answer"]
     assert result["citations"][0]["page"] == 1
-    missing = services.answer_question("How many vacation days do employees get?", [knowledge_base])
+    missing = answering.answer_question(
+        "How many vacation days do employees get?", [knowledge_base]
+    )
     assert missing["answer"] == NOT_FOUND
 
 

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from generation.prompts import build_messages
-from knowledge import services
+from knowledge import answering, services
 from knowledge.models import Message
 from tests.conftest import SHARED_DATA
 from tests.factories import add_file, add_text, make_knowledge_base, make_user
@@ -101,11 +101,11 @@ def test_reference_answers_the_passages_do_not_support_are_left_out(handbook, tm
 def test_answers_rated_well_become_examples(handbook, tmp_path):
     user = make_user("member")
     handbook.members.add(user)
-    liked = services.answer_question("How many vacation days do employees get?", [handbook],
+    liked = answering.answer_question("How many vacation days do employees get?", [handbook],
                                      user=user, top_k=TOP_K)  # fmt: skip
-    disliked = services.answer_question("Who approves travel?", [handbook], user=user, top_k=TOP_K)
-    services.record_feedback(Message.objects.get(pk=liked["message"]), user, 1)
-    services.record_feedback(Message.objects.get(pk=disliked["message"]), user, -1)
+    disliked = answering.answer_question("Who approves travel?", [handbook], user=user, top_k=TOP_K)
+    answering.record_feedback(Message.objects.get(pk=liked["message"]), user, 1)
+    answering.record_feedback(Message.objects.get(pk=disliked["message"]), user, -1)
 
     output, rows = build("--kb", "handbook", out=tmp_path / "t.jsonl")
 
@@ -121,9 +121,9 @@ def test_answers_rated_well_become_examples(handbook, tmp_path):
 def test_a_rated_answer_whose_source_was_deleted_is_left_out(handbook, tmp_path):
     user = make_user("member")
     handbook.members.add(user)
-    liked = services.answer_question("How many vacation days do employees get?", [handbook],
+    liked = answering.answer_question("How many vacation days do employees get?", [handbook],
                                      user=user, top_k=TOP_K)  # fmt: skip
-    services.record_feedback(Message.objects.get(pk=liked["message"]), user, 1)
+    answering.record_feedback(Message.objects.get(pk=liked["message"]), user, 1)
     cited = {c["document_id"] for c in liked["citations"]}
     assert cited, "the extractive answer should cite the vacation document"
     for document in handbook.documents.filter(pk__in=cited):
@@ -138,7 +138,7 @@ def test_generated_questions_come_from_the_llm_and_cite_their_chunk(
 ):
     settings.RAG_LLM_BASE_URL = llm_server.url
     settings.RAG_LLM_MODEL = "test-model"
-    services.reset_llm_clients()
+    answering.reset_llm_clients()
 
     def question_about_the_source(body: dict) -> str:
         source_text = body["messages"][-1]["content"].splitlines()[-2]  # line before </source>
@@ -149,7 +149,7 @@ def test_generated_questions_come_from_the_llm_and_cite_their_chunk(
     try:
         output, rows = build("--kb", "handbook", out=tmp_path / "t.jsonl")
     finally:
-        services.reset_llm_clients()
+        answering.reset_llm_clients()
 
     assert len(rows) == len(DOCUMENTS) and {row["source"] for row in rows} == {"generated"}
     for row in rows:

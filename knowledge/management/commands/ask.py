@@ -6,7 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from knowledge import services
+from knowledge import answering, services
 from knowledge.models import KnowledgeBase
 
 
@@ -44,8 +44,8 @@ class Command(BaseCommand):
         if top_k is not None and top_k < 1:
             raise CommandError("--top-k must be at least 1.")
         try:
-            result = services.answer_question(question, knowledge_bases, top_k=top_k)
-        except services.EmptyQuestionError as error:
+            result = answering.answer_question(question, knowledge_bases, top_k=top_k)
+        except answering.EmptyQuestionError as error:
             raise CommandError(str(error)) from None
         if as_json:
             self.stdout.write(json.dumps(result, ensure_ascii=False, indent=2))

@@ -25,7 +25,7 @@ from generation.lora.dataset import (
     write_examples,
 )
 from generation.lora.errors import TrainingDataError
-from knowledge import services
+from knowledge import answering, services
 from knowledge.models import Feedback, KnowledgeBase, Message
 from retrieval.types import Hit, Passage
 
@@ -181,7 +181,7 @@ class ExampleBuilder:
 
     def from_generated_questions(self, enabled: bool) -> SourceReport:
         report = SourceReport("generated questions")
-        client = services.get_llm_client() if enabled else None
+        client = answering.get_llm_client() if enabled else None
         if client is None:
             report.note = (
                 "--no-generated given" if not enabled else "no LLM configured (RAG_LLM_BASE_URL)"

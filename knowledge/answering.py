@@ -1,0 +1,363 @@
+"""Answering questions: retrieval, then the LLM (vLLM) or the extractive generator, with
+citations checked, conversations and feedback stored. Views, the REST and OpenAI-compatible APIs,
+the ask and evaluate commands all answer through here, so they answer alike.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.utils import timezone
+
+from generation.citations import check_citations
+from generation.client import CircuitBreaker, VllmClient
+from generation.errors import GenerationError
+from generation.extractive import ExtractiveGenerator
+from generation.prompts import (
+    NOT_FOUND_ANSWER,
+    build_messages,
+    clean_condensed_question,
+    condense_messages,
+    heuristic_standalone_question,
+)
+from retrieval.types import Passage
+
+from .models import Conversation, Feedback, KnowledgeBase, Message
+from .services import get_embedder, search_passages
+
+logger = logging.getLogger(__name__)
+
+
+class ConversationNotFoundError(Exception):
+    """The conversation (or message) does not exist or belongs to another user."""
+
+    def __init__(self) -> None:
+        super().__init__("No such conversation.")
+
+
+class EmptyQuestionError(ValueError):
+    """The question is blank."""
+
+    def __init__(self) -> None:
+        super().__init__("Ask a question: the text is empty.")
+
+
+@dataclass(frozen=True)
+class AnswerEvent:
+    """One step of a streamed answer: "sources", then "delta" (many), then one "done"."""
+
+    kind: str
+    data: dict
+
+
+FALLBACK_NOTICE = "The language model is unavailable ({reason}); this answer was extracted from "
+FALLBACK_NOTICE += "the documents instead."
+# Earlier messages read back to condense a follow-up and to give the LLM the conversation.
+HISTORY_MESSAGES = 12
+
+
+@functools.cache
+def _llm_client(
+    base_url: str,
+    model: str,
+    api_key: str,
+    connect_timeout: float,
+    read_timeout: float,
+    max_retries: int,
+    max_tokens: int,
+    temperature: float,
+    circuit_failures: int,
+    circuit_cooldown: float,
+) -> VllmClient:
+    return VllmClient(
+        base_url,
+        model,
+        api_key,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_retries=max_retries,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        breaker=CircuitBreaker(circuit_failures, circuit_cooldown),
+    )
+
+
+def get_llm_client() -> VllmClient | None:
+    """The configured LLM client (one per process, so its circuit breaker sees every request),
+    or None when RAG_LLM_BASE_URL is empty (extractive answers)."""
+    if not settings.RAG_LLM_BASE_URL:
+        return None
+    return _llm_client(
+        settings.RAG_LLM_BASE_URL,
+        settings.RAG_LLM_MODEL,
+        settings.RAG_LLM_API_KEY,
+        settings.RAG_LLM_CONNECT_TIMEOUT,
+        settings.RAG_LLM_TIMEOUT,
+        settings.RAG_LLM_MAX_RETRIES,
+        settings.RAG_LLM_MAX_TOKENS,
+        settings.RAG_LLM_TEMPERATURE,
+        settings.RAG_LLM_CIRCUIT_FAILURES,
+        settings.RAG_LLM_CIRCUIT_COOLDOWN,
+    )
+
+
+def reset_llm_clients() -> None:
+    """Forget the LLM clients and their circuit breakers (after a configuration change)."""
+    _llm_client.cache_clear()
+
+
+def get_extractive_generator() -> ExtractiveGenerator:
+    return ExtractiveGenerator(
+        get_embedder().embed,
+        max_sentences=settings.RAG_EXTRACTIVE_SENTENCES,
+        threshold=settings.RAG_EXTRACTIVE_THRESHOLD,
+    )
+
+
+def llm_model_for(knowledge_bases: Iterable[KnowledgeBase]) -> str:
+    """The knowledge bases' LoRA adapter when they all name the same one, else RAG_LLM_MODEL."""
+    adapters = {kb.lora_adapter for kb in knowledge_bases}
+    if len(adapters) == 1 and (adapter := adapters.pop()):
+        return adapter
+    return settings.RAG_LLM_MODEL
+
+
+def answer_question(
+    question: str,
+    knowledge_bases: Iterable[KnowledgeBase],
+    *,
+    user=None,
+    conversation: Conversation | None = None,
+    top_k: int | None = None,
+) -> dict:
+    """Answer a question and return the REST ask object (the "done" event of stream_answer)."""
+    done: dict = {}
+    for event in stream_answer(
+        question, knowledge_bases, user=user, conversation=conversation, top_k=top_k
+    ):
+        if event.kind == "done":
+            done = event.data
+    return done
+
+
+def stream_answer(
+    question: str,
+    knowledge_bases: Iterable[KnowledgeBase],
+    *,
+    user=None,
+    conversation: Conversation | None = None,
+    top_k: int | None = None,
+) -> Iterator[AnswerEvent]:
+    """Answer a question from the given knowledge bases (the caller has checked that the user
+    may read them), as events: "sources" with the numbered passages, "delta" pieces of the
+    answer as it is written, and one "done" with the REST ask object, after the question and
+    the answer are stored in the conversation (a new one unless given).
+
+    With RAG_LLM_BASE_URL set the LLM answers; without it, or when it fails, the extractive
+    generator does (mode "extractive", and a notice when it stands in for the LLM). The done
+    object's answer is authoritative: after a failure mid-stream it replaces the streamed text.
+    Raises EmptyQuestionError and ConversationNotFoundError.
+    """
+    started = time.perf_counter()
+    question = " ".join(question.split())
+    if not question:
+        raise EmptyQuestionError()
+    bases = list(knowledge_bases)
+    conversation = _conversation_for(user, question, bases, conversation)
+    history = _history(conversation)
+    Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
+    client = get_llm_client()
+    model = llm_model_for(bases)
+    standalone = _standalone_question(question, history, client, model)
+    passages = search_passages(bases, standalone, top_k or settings.RAG_ANSWER_TOP_K, user=user)
+    retrieved = time.perf_counter()
+    numbered = [_passage_dict(n, p) for n, p in enumerate(passages, start=1)]
+    yield AnswerEvent("sources", {"passages": numbered})
+
+    run = _GenerationRun(started)
+    if not passages:
+        yield from run.emit(NOT_FOUND_ANSWER, mode="extractive")  # nothing for a model to read
+    elif client is None:
+        yield from run.emit(_extractive_answer(standalone, passages), mode="extractive")
+    else:
+        messages = build_messages(standalone, passages, history)
+        yield from run.stream_llm(
+            client, model, messages, lambda: _extractive_answer(standalone, passages)
+        )
+    checked = check_citations(run.answer, passages)
+    finished = time.perf_counter()
+    timings = {
+        "retrieval_ms": _ms(retrieved - started),
+        "first_token_ms": _ms(run.first_token - started) if run.first_token else None,
+        "generation_ms": _ms(finished - retrieved),
+        "total_ms": _ms(finished - started),
+    }
+    citations = [citation.as_dict() for citation in checked.citations]
+    message = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        text=checked.answer,
+        citations=citations,
+        mode=run.mode,
+        standalone_question=standalone,
+        timings=timings,
+        notice=run.notice or "",
+    )
+    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+    yield AnswerEvent(
+        "done",
+        {
+            "answer": checked.answer,
+            "citations": citations,
+            "conversation": conversation.pk,
+            "message": message.pk,
+            "mode": run.mode,
+            "invalid_citations": checked.invalid_citations,
+            "uncited_sentences": checked.uncited_sentences,
+            "notice": run.notice,
+            "standalone_question": standalone,
+            "timings": timings,
+            "passages": numbered,
+        },
+    )
+
+
+class _GenerationRun:
+    """The answer as it is generated: text, mode, fallback notice, time of the first piece."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.answer = ""
+        self.mode = "extractive"
+        self.notice: str | None = None
+        self.first_token: float | None = None
+
+    def emit(self, text: str, mode: str) -> Iterator[AnswerEvent]:
+        """A ready answer, streamed sentence by sentence like a generated one."""
+        self.mode = mode
+        self.answer = text
+        for piece in _pieces(text):
+            self._mark_first()
+            yield AnswerEvent("delta", {"text": piece})
+
+    def stream_llm(
+        self, client: VllmClient, model: str, messages: list[dict], fallback: Callable[[], str]
+    ) -> Iterator[AnswerEvent]:
+        pieces: list[str] = []
+        try:
+            for piece in client.stream_chat(messages, model=model):
+                self._mark_first()
+                pieces.append(piece)
+                yield AnswerEvent("delta", {"text": piece})
+        except GenerationError as error:
+            logger.warning("LLM generation failed, answering extractively: %s", error)
+            self.notice = FALLBACK_NOTICE.format(reason=_reason(error, bool(pieces)))
+            if pieces:
+                # Not streamed after the broken text: the done answer replaces what was shown.
+                self.mode, self.answer = "extractive", fallback()
+            else:
+                yield from self.emit(fallback(), mode="extractive")
+            return
+        self.mode = "llm"
+        self.answer = "".join(pieces).strip() or NOT_FOUND_ANSWER
+
+    def _mark_first(self) -> None:
+        if self.first_token is None:
+            self.first_token = time.perf_counter()
+
+
+def _reason(error: GenerationError, streamed: bool) -> str:
+    reason = str(error).rstrip(".")
+    return f"it stopped mid-answer: {reason}" if streamed else reason
+
+
+def _pieces(text: str) -> list[str]:
+    """Text cut after each sentence, keeping the spaces, so that the pieces join back to it."""
+    pieces = [p for p in re.split(r"(?<=[.!?\]])(\s+)", text) if p]
+    merged: list[str] = []
+    for piece in pieces:
+        if piece.isspace() and merged:
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    return merged
+
+
+def _extractive_answer(question: str, passages: list[Passage]) -> str:
+    return get_extractive_generator().answer(question, passages).text
+
+
+def _standalone_question(
+    question: str, history: list[tuple[str, str]], client: VllmClient | None, model: str
+) -> str:
+    """The question with what it refers to from the conversation folded in (for retrieval)."""
+    if not history:
+        return question
+    if client is not None:
+        try:
+            reply = client.chat(
+                condense_messages(history, question), model=model, max_tokens=96, temperature=0
+            )
+            return clean_condensed_question(reply, fallback=question)
+        except GenerationError as error:
+            logger.warning("Condensing the follow-up with the LLM failed: %s", error)
+    return heuristic_standalone_question(history, question)
+
+
+def _conversation_for(
+    user, question: str, bases: list[KnowledgeBase], conversation: Conversation | None
+) -> Conversation:
+    if conversation is None:
+        owner = user if user is not None and user.is_authenticated else None
+        conversation = Conversation.objects.create(user=owner, title=question[:200])
+    elif conversation.user_id and (user is None or conversation.user_id != user.pk):
+        raise ConversationNotFoundError()
+    conversation.knowledge_bases.add(*bases)
+    return conversation
+
+
+def _history(conversation: Conversation) -> list[tuple[str, str]]:
+    recent = conversation.messages.order_by("-created_at", "-id")[:HISTORY_MESSAGES]
+    return [(m.role, m.text) for m in reversed(list(recent))]
+
+
+def _passage_dict(n: int, passage: Passage) -> dict:
+    return {
+        "n": n,
+        "chunk_id": passage.chunk_id,
+        "document_id": passage.document_id,
+        "document_title": passage.document_title,
+        "page": passage.page,
+        "text": passage.text,
+    }
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def record_feedback(message: Message, user, rating: int, comment: str = "") -> Feedback:
+    """Store (or replace) the user's rating of an answer: +1 helpful, -1 not helpful.
+
+    Raises ValueError for another rating or a message that is not an answer, and
+    ConversationNotFoundError for a message of another user's conversation.
+    """
+    if rating not in (Feedback.Rating.UP, Feedback.Rating.DOWN):
+        raise ValueError("A rating is +1 (helpful) or -1 (not helpful).")
+    if message.role != Message.Role.ASSISTANT:
+        raise ValueError("Only answers can be rated.")
+    owner_id = message.conversation.user_id
+    if owner_id and (user is None or owner_id != user.pk):
+        raise ConversationNotFoundError()
+    feedback, _ = Feedback.objects.update_or_create(
+        message=message,
+        user=user if user is not None and user.is_authenticated else None,
+        defaults={"rating": rating, "comment": comment.strip()},
+    )
+    return feedback
