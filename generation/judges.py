@@ -48,14 +48,17 @@ class EmbeddedJudge:
     only those whose embedding is not close to a context word's (so "purchase" matches "buy"),
     and measures the highest cosine similarity between the statement and a context sentence.
     Its support score is exp(-(novel_word_weight * unsupported words + similarity_weight *
-    max(0, similarity_floor - similarity))), in (0, 1]; the answer's support, the product over its
-    claims, then ranks answers by their total unsupported content. Supported means score >=
+    length * max(0, similarity_floor - similarity))), in (0, 1], where length = min(1, content
+    words / short_claim_words): the cosine of a two-word claim ("Serj Tankian") with a sentence
+    says little, so it counts less. The answer's support, the product over its claims, then
+    ranks answers by their total unsupported content. Supported means score >=
     threshold: with the defaults, a claim with four or more content words absent from the
-    context (three, if it is also unlike every context sentence) is unsupported.
+    context (three, if it is also unlike every context sentence and has eight or more content
+    words) is unsupported.
 
     embed: maps texts to one vector per row (L2-normalised or not), e.g. all-MiniLM-L6-v2.
-    The defaults were chosen on the even-numbered sources of the RAGTruth QA dev file (see
-    bench/judge.py).
+    The defaults were chosen on the even-numbered sources of the RAGTruth QA dev file, and
+    short_claim_words on the even-numbered HaluEval QA items (see bench/judge.py).
 
     >>> judge = EmbeddedJudge(embedder.embed)  # doctest: +SKIP
     >>> judge.verify(["Paris is in France."], ["Paris is the capital of France."])  # doctest: +SKIP
@@ -72,6 +75,7 @@ class EmbeddedJudge:
         similarity_weight: float = 2.0,
         similarity_floor: float = 0.5,
         word_match: float = 0.8,
+        short_claim_words: int = 8,
         language: str = "english",
     ) -> None:
         self._embed = embed
@@ -80,6 +84,7 @@ class EmbeddedJudge:
         self.similarity_weight = similarity_weight
         self.similarity_floor = similarity_floor
         self.word_match = word_match
+        self.short_claim_words = max(1, short_claim_words)
         self._stemmer = Stemmer.Stemmer(language)
 
     def extract_claims(self, answer: str, question: str = "") -> list[str]:
@@ -108,7 +113,8 @@ class EmbeddedJudge:
     ) -> Verdict:
         best = int(np.argmax(similarity))
         closest = float(similarity[best])
-        penalty = self.novel_word_weight * len(words) + self.similarity_weight * max(
+        length = min(1.0, len(self._content_words(statement)) / self.short_claim_words)
+        penalty = self.novel_word_weight * len(words) + self.similarity_weight * length * max(
             0.0, self.similarity_floor - closest
         )
         score = math.exp(-penalty)

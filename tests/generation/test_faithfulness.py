@@ -146,6 +146,19 @@ def test_an_answer_without_citations_has_no_citation_precision(judge):
     assert result.precision is None
 
 
+def test_a_short_claim_is_judged_by_its_words_more_than_by_its_cosine():
+    """A two-word claim whose words are all in the context: its low cosine with the context's
+    sentences counts a quarter (2 of 8 content words), so it stays well supported."""
+    embed = HashingEmbedder(256).embed
+    claim, context = ["Gustave Eiffel"], ["The tower was designed by the engineer Gustave Eiffel."]
+    short = EmbeddedJudge(embed).verify(claim, context)[0]
+    flat = EmbeddedJudge(embed, short_claim_words=1).verify(claim, context)[0]
+    assert short.supported
+    assert short.score > flat.score
+    penalty = -math.log(flat.score)
+    assert -math.log(short.score) == pytest.approx(penalty * 2 / 8)
+
+
 # --- The embedded judge on real labelled answers (RAGTruth QA, HaluEval QA) -----------------------
 
 
