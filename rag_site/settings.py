@@ -202,7 +202,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("RAG_LOG_LEVEL", "INFO")},
-    "loggers": {"pypdf": {"level": "ERROR"}, "faiss.loader": {"level": "WARNING"}},
+    "loggers": {
+        "pypdf": {"level": "ERROR"},
+        "faiss.loader": {"level": "WARNING"},
+        "absl": {"level": "WARNING"},  # rouge-score's "Using default tokenizer" per evaluation
+    },
 }
 
 # --- Celery: Redis when REDIS_URL is set, otherwise an embedded broker that needs no server ----
