@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 
 @register()
@@ -53,7 +53,7 @@ def check_llm_settings(**_: object) -> list:
 
 @register()
 def check_answer_settings(**_: object) -> list:
-    problems = []
+    problems: list[CheckMessage] = []
     base_url = settings.RAG_LLM_BASE_URL
     if base_url and not base_url.startswith(("http://", "https://")):
         problems.append(

@@ -255,7 +255,7 @@ def retrieval_scores(passages, item: EvaluationQuestion, k: int) -> dict[str, An
     """
     if item.relevant_doc_ids:
         ranking = _first_occurrences(p.document_id for p in passages)
-        relevance = {doc_id: 1.0 for doc_id in item.relevant_doc_ids}
+        relevance: dict[int | str, float] = {doc_id: 1.0 for doc_id in item.relevant_doc_ids}
         source = "relevant_doc_ids"
     else:
         references = [_shingles(text) for text in item.reference_contexts]

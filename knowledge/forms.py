@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import PurePath
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -65,7 +66,7 @@ class IdListField(forms.Field):
 
     widget = forms.SelectMultiple
 
-    def to_python(self, value: object) -> list[int]:
+    def to_python(self, value: Any) -> list[int]:
         if not value:
             return []
         values = value if isinstance(value, list | tuple) else [value]

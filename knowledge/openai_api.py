@@ -118,11 +118,14 @@ class ChatCompletions(OpenAIView):
         knowledge_bases = knowledge_bases_for_model(request.user, model)
         question, history = question_and_history(data["messages"])
         conversation = conversation_from_history(request.user, knowledge_bases, history)
-        kwargs = {"user": request.user, "conversation": conversation}
         if data["stream"]:
-            events = answering.stream_answer(question, knowledge_bases, **kwargs)
+            events = answering.stream_answer(
+                question, knowledge_bases, user=request.user, conversation=conversation
+            )
             return event_stream(completion_chunks(events, model))
-        done = answering.answer_question(question, knowledge_bases, **kwargs)
+        done = answering.answer_question(
+            question, knowledge_bases, user=request.user, conversation=conversation
+        )
         return Response(completion(done, model))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.urls import reverse
 from rest_framework import serializers
 
@@ -17,7 +19,8 @@ class ErrorSerializer(serializers.Serializer):
 
     detail = serializers.CharField()
     code = serializers.CharField()
-    errors = serializers.DictField(
+    # DRF pops declared fields off the class, so Serializer.errors stays the property.
+    errors = serializers.DictField(  # type: ignore[assignment]
         required=False, help_text="Field-by-field messages, for invalid requests only."
     )
 
@@ -187,7 +190,10 @@ class ChatSerializer(serializers.Serializer):
         help_text='"knowledge" (every knowledge base you may read; the default), '
         '"kb:NAME" or a knowledge base name (that one only).',
     )
-    messages = ChatMessageSerializer(many=True, allow_empty=False, max_length=200)
+    # What ChatMessageSerializer(many=True, ...) builds; the stubs lack its max_length.
+    messages: serializers.ListSerializer[Any] = serializers.ListSerializer(
+        child=ChatMessageSerializer(), allow_empty=False, max_length=200
+    )
     stream = serializers.BooleanField(default=False)
     # Accepted for compatibility; the answer's length and style follow the server's settings.
     temperature = serializers.FloatField(required=False, allow_null=True)
@@ -224,4 +230,5 @@ class ModelSerializer(serializers.Serializer):
 
 class ModelListSerializer(serializers.Serializer):
     object = serializers.CharField()
-    data = ModelSerializer(many=True)
+    # DRF pops declared fields off the class, so Serializer.data stays the property.
+    data = ModelSerializer(many=True)  # type: ignore[assignment]

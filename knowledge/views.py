@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import (
@@ -45,6 +46,12 @@ CONTENT_SECURITY_POLICY = (
 )
 READ_ONLY = "You may read this knowledge base but not change its documents."
 CONTEXT_CHUNKS = 2  # chunks shown before and after a cited one on the passage page
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a login_required view, whose user is signed in (for the type checker)."""
+
+    user: User
 
 
 def page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -128,7 +135,7 @@ def upload(request: HttpRequest, pk: int) -> HttpResponse:
 def receive_uploads(request: HttpRequest, knowledge_base: KnowledgeBase) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
-        error = " ".join(form.errors.get("file", [])) or "The upload is not valid."
+        error = " ".join(map(str, form.errors.get("file", []))) or "The upload is not valid."
         if wants_json(request):
             return JsonResponse({"results": [], "error": error}, status=400)
         messages.error(request, error)
@@ -278,7 +285,7 @@ def document_replace(request: HttpRequest, pk: int) -> HttpResponse:
     document = manageable_document(request.user, pk)
     form = ReplaceForm(request.POST, request.FILES)
     if not form.is_valid():
-        messages.error(request, " ".join(form.errors["file"]))
+        messages.error(request, " ".join(map(str, form.errors["file"])))
     else:
         result = store_upload(
             document.knowledge_base, form.cleaned_data["file"], request.user, replaces=document
@@ -298,7 +305,7 @@ def document_replace(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @page
-def chat(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+def chat(request: AuthenticatedHttpRequest, pk: int | None = None) -> HttpResponse:
     """The chat page: a new conversation, or one of the user's own (404 for any other)."""
     conversation = None
     if pk is not None:
@@ -367,11 +374,11 @@ def citations_with_urls(citations: list[dict], user) -> list[dict]:
 
 @require_POST
 @login_required
-def answer_stream(request: HttpRequest) -> HttpResponse:
+def answer_stream(request: AuthenticatedHttpRequest) -> HttpResponse | StreamingHttpResponse:
     """Answer a question as server-sent events: sources, deltas, then done (or error)."""
     form = AskForm(request.POST)
     if not form.is_valid():
-        errors = [error for field in form.errors.values() for error in field]
+        errors = [str(error) for field in form.errors.values() for error in field]
         return JsonResponse({"error": " ".join(errors)}, status=400)
     data = form.cleaned_data
     try:
@@ -440,7 +447,7 @@ def server_sent_event(kind: str, data: dict) -> str:
 
 @require_POST
 @login_required
-def feedback(request: HttpRequest, pk: int) -> JsonResponse:
+def feedback(request: AuthenticatedHttpRequest, pk: int) -> JsonResponse:
     """Thumbs up or down, with an optional comment, on one of the user's own answers."""
     message = Message.objects.filter(
         pk=pk, conversation__user=request.user, role=Message.Role.ASSISTANT
@@ -449,7 +456,7 @@ def feedback(request: HttpRequest, pk: int) -> JsonResponse:
         return JsonResponse({"error": "No such answer."}, status=404)
     form = FeedbackForm(request.POST)
     if not form.is_valid():
-        errors = [error for field in form.errors.values() for error in field]
+        errors = [str(error) for field in form.errors.values() for error in field]
         return JsonResponse({"error": " ".join(errors)}, status=400)
     answering.record_feedback(
         message, request.user, form.cleaned_data["rating"], form.cleaned_data["comment"]
@@ -459,7 +466,7 @@ def feedback(request: HttpRequest, pk: int) -> JsonResponse:
 
 @require_POST
 @login_required
-def conversation_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def conversation_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation.objects.filter(user=request.user), pk=pk)
     conversation.delete()
     messages.success(request, "The conversation is deleted.")

@@ -217,7 +217,9 @@ RAG_INGEST_LEASE_SECONDS = env_int("RAG_INGEST_LEASE_SECONDS", 120, minimum=1)
 RAG_INGEST_TIME_LIMIT = env_int("RAG_INGEST_TIME_LIMIT", 3600, minimum=10)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": RAG_TASK_VISIBILITY_TIMEOUT}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "visibility_timeout": RAG_TASK_VISIBILITY_TIMEOUT
+    }
 else:
     # kombu's filesystem transport: messages are files in a folder shared by web and worker.
     BROKER_DIR = Path(os.environ.get("RAG_BROKER_DIR") or RAG_DATA_DIR / "broker").resolve()
