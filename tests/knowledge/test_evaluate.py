@@ -4,6 +4,7 @@ import of labelled datasets (BEIR, llama-datasets) as knowledge base plus evalua
 from __future__ import annotations
 
 import json
+from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -96,6 +97,25 @@ def test_evaluate_writes_per_question_rows_and_aggregates(dataset, tmp_path):
     assert aggregates["faithfulness"]["score"]["n"] == 3
     html = (tmp_path / "report" / "report.html").read_text()
     assert "(no claims, so no faithfulness or citation score): 1." in html
+
+
+def test_evaluate_prints_a_summary_with_the_not_found_count(dataset, tmp_path):
+    out = StringIO()
+    call_command(
+        "evaluate",
+        "--kb",
+        "incidents",
+        "--dataset",
+        str(dataset),
+        "--out",
+        str(tmp_path / "report"),
+        "--judge",
+        "embedded",
+        stdout=out,
+    )
+    text = out.getvalue()
+    assert '4 question(s), 0 failed, 1 answered "not found"; judge: embedded' in text
+    assert "faithfulness score" in text and "(n=3)" in text
 
 
 def test_extractive_answers_are_judged_faithful_and_cited(dataset, tmp_path):

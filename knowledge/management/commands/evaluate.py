@@ -78,8 +78,8 @@ def summary(report: dict) -> str:
     """A few lines for the terminal: the mean of every aggregate metric and who produced it."""
     aggregates, judges = report["aggregates"], report["judges"]
     lines = [
-        f"{aggregates['questions']} question(s), {aggregates['failed']} failed; "
-        f"judge: {judges['faithfulness']}"
+        f"{aggregates['questions']} question(s), {aggregates['failed']} failed, "
+        f'{aggregates.get("not_found", 0)} answered "not found"; judge: {judges["faithfulness"]}'
     ]
     for section in ("retrieval", "faithfulness", "citations", "correctness"):
         for metric, value in (aggregates.get(section) or {}).items():
