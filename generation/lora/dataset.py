@@ -4,7 +4,8 @@ An example is {"messages": build_messages(question, passages) + [assistant answe
 the numbered passages a question retrieves, and a target answer that cites them as [n]. Targets
 come from reference answers (cited here, sentence by sentence, to the passage that best supports
 each), from answers users rated well (their citations renumbered to the new passage order), or
-from question-answer pairs an LLM writes about one passage.
+from question-answer pairs an LLM writes about one passage. "Not found" examples pair such a
+question with retrieved passages that lack its answer, and the exact not-found reply.
 """
 
 from __future__ import annotations
@@ -106,6 +107,21 @@ def cite_answer(answer: str, passages: Sequence[Passage]) -> str | None:
         n, score = _best(sentence, texts)
         cited.append(add_marker(sentence, n if score >= MIN_SENTENCE_SUPPORT else overall))
     return " ".join(cited)
+
+
+def lacks_answer(answer: str, passage: Passage) -> bool:
+    """Whether passage holds none of answer: it shares under MIN_SENTENCE_SUPPORT of the
+    answer's content words and under MIN_SUPPORT of each sentence's."""
+    if support(answer, passage.text) >= MIN_SENTENCE_SUPPORT:
+        return False
+    sentences = split_sentences(_MARKER.sub("", answer))
+    return all(support(sentence, passage.text) < MIN_SUPPORT for sentence in sentences)
+
+
+def not_found_passages(answer: str, candidates: Sequence[Passage], count: int) -> list[Passage]:
+    """Up to count of the candidates (best first) that lack the answer: the sources of a
+    "not found" example, which teaches the model to say so rather than answer from memory."""
+    return [p for p in candidates if lacks_answer(answer, p)][:count]
 
 
 def _best(text: str, passage_texts: Sequence[str]) -> tuple[int, float]:

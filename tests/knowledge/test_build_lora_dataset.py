@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from generation.prompts import build_messages
+from generation.prompts import NOT_FOUND_ANSWER, build_messages
 from knowledge import answering, services
 from knowledge.models import Message
 from tests.conftest import SHARED_DATA
@@ -77,6 +77,42 @@ def test_reference_answers_become_cited_examples_in_the_served_format(handbook, 
     assert len(numbers) == 2  # one citation per sentence
     assert all("25 vacation days" in passages[n - 1].text for n in numbers)
     assert re.search(r"evaluation set\s+1 example", output)
+
+
+def test_not_found_examples_pair_a_question_with_passages_that_lack_its_answer(handbook, tmp_path):
+    rows = [
+        {"id": "q1", "question": "How many vacation days do employees get?",
+         "reference_answer": "Employees get 25 vacation days a year."},
+        {"id": "q2", "question": "Who approves travel?",
+         "reference_answer": "Travel is approved by the team lead before booking."},
+    ]  # fmt: skip
+    dataset = write_eval_set(tmp_path / "eval.jsonl", rows)
+    output, examples = build(
+        "--kb", "handbook", "--dataset", str(dataset), "--not-found-share", "0.5",
+        out=tmp_path / "t.jsonl",
+    )  # fmt: skip
+    assert [e["source"] for e in examples] == ["evaluation", "evaluation", "not-found"]
+    negative = examples[-1]["messages"]
+    assert negative[-1] == {"role": "assistant", "content": NOT_FOUND_ANSWER}
+    prompt = negative[-2]["content"]
+    assert "How many vacation days do employees get?" in prompt
+    assert "25 vacation days" not in prompt  # the passage holding the answer is left out
+    assert "<source" in prompt  # but other retrieved passages are there
+    assert re.search(r"not found\s+1 example", output)
+
+
+def test_no_not_found_examples_when_the_share_is_zero(handbook, tmp_path):
+    row = {"id": "q1", "question": "Who approves travel?",
+           "reference_answer": "Travel is approved by the team lead before booking."}  # fmt: skip
+    dataset = write_eval_set(tmp_path / "eval.jsonl", [row])
+    output, examples = build(
+        "--kb", "handbook", "--dataset", str(dataset), "--not-found-share", "0",
+        out=tmp_path / "t.jsonl",
+    )  # fmt: skip
+    assert [e["source"] for e in examples] == ["evaluation"]
+    assert "--not-found-share 0" in output
+    with pytest.raises(CommandError, match="between 0 and 1"):
+        build("--kb", "handbook", "--not-found-share", "2", out=tmp_path / "u.jsonl")
 
 
 def test_reference_answers_the_passages_do_not_support_are_left_out(handbook, tmp_path):
@@ -151,8 +187,9 @@ def test_generated_questions_come_from_the_llm_and_cite_their_chunk(
     finally:
         answering.reset_llm_clients()
 
-    assert len(rows) == len(DOCUMENTS) and {row["source"] for row in rows} == {"generated"}
-    for row in rows:
+    sources = [row["source"] for row in rows]
+    assert sources == ["generated"] * len(DOCUMENTS) + ["not-found"]  # 0.2 of 3, rounded
+    for row in rows[: len(DOCUMENTS)]:
         question = row["messages"][-2]["content"].split("Question: ")[1].split("\n")[0]
         passages = services.search_passages([handbook], question, TOP_K)
         answer = row["messages"][-1]["content"]
@@ -206,8 +243,9 @@ def test_examples_from_the_solana_question_set_cite_the_right_pages(tmp_path):
 
     _, examples = build("--kb", "solana", "--dataset", str(dataset), out=tmp_path / "t.jsonl")
 
-    assert len(examples) >= 6
-    for example in examples:
+    answered = [e for e in examples if e["source"] == "evaluation"]
+    assert len(answered) >= 6
+    for example in answered:
         question = example["messages"][-2]["content"].split("Question: ")[1].split("\n")[0]
         reference = next(r for r in rows if r["question"].startswith(question[:60]))
         context_words = set(reference["reference_contexts"][0].lower().split())
@@ -217,3 +255,8 @@ def test_examples_from_the_solana_question_set_cite_the_right_pages(tmp_path):
         # The cited passages overlap the context the reference answer was written from.
         best = max(len(set(passages[n - 1].text.lower().split()) & context_words) for n in numbers)
         assert best >= 20
+    # One "not found" example per five answered ones (the default share), with the exact reply.
+    not_found = [e for e in examples if e["source"] == "not-found"]
+    assert len(not_found) == round(0.2 * len(answered))
+    for example in not_found:
+        assert example["messages"][-1]["content"] == NOT_FOUND_ANSWER

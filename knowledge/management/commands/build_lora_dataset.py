@@ -1,4 +1,5 @@
-"""manage.py build_lora_dataset --kb NAME --out FILE.jsonl [--dataset EVAL.jsonl] [--limit N]"""
+"""manage.py build_lora_dataset --kb NAME --out FILE.jsonl [--dataset EVAL.jsonl] [--limit N]
+[--top-k K] [--no-generated] [--not-found-share S]"""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from generation.errors import GenerationError, GenerationUnavailableError
 from generation.lora.dataset import (
     add_marker,
     cite_answer,
+    not_found_passages,
     parse_question_reply,
     question_messages,
     read_eval_rows,
@@ -25,12 +27,18 @@ from generation.lora.dataset import (
     write_examples,
 )
 from generation.lora.errors import TrainingDataError
+from generation.prompts import NOT_FOUND_ANSWER
 from knowledge import answering, services
 from knowledge.models import Feedback, KnowledgeBase, Message
 from retrieval.types import Hit, Passage
 
 # LLM calls cost time and money: without --limit, at most this many generated questions.
 DEFAULT_GENERATED_LIMIT = 100
+# "Not found" examples per answered one, by default: enough to teach the reply without making
+# the adapter refuse questions its passages do answer.
+DEFAULT_NOT_FOUND_SHARE = 0.2
+# Candidates searched for passages that lack an answer, as a multiple of --top-k.
+NOT_FOUND_DEPTH = 4
 
 
 @dataclass
@@ -77,8 +85,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-generated", action="store_true", help="do not ask the LLM for questions"
         )
+        parser.add_argument(
+            "--not-found-share",
+            type=float,
+            default=DEFAULT_NOT_FOUND_SHARE,
+            help="'not found' examples per answered example, 0..1: the question with retrieved "
+            f"passages that lack its answer (default {DEFAULT_NOT_FOUND_SHARE})",
+        )
 
-    def handle(self, *args, kb, out, dataset, limit, top_k, no_generated, **options):
+    def handle(
+        self, *args, kb, out, dataset, limit, top_k, no_generated, not_found_share, **options
+    ):
         knowledge_base = KnowledgeBase.objects.filter(name=kb).first()
         if knowledge_base is None:
             raise CommandError(f"No knowledge base is named {kb!r}.")
@@ -86,12 +103,15 @@ class Command(BaseCommand):
             raise CommandError(f"{kb} has no indexed document yet: ingest documents first.")
         if limit is not None and limit < 1 or top_k < 1:
             raise CommandError("--limit and --top-k must be at least 1.")
+        if not 0 <= not_found_share <= 1:
+            raise CommandError("--not-found-share must be between 0 and 1.")
         builder = ExampleBuilder(knowledge_base, top_k, limit)
         reports = [
             builder.from_eval_set(dataset),
             builder.from_rated_answers(),
             builder.from_generated_questions(enabled=not no_generated),
         ]
+        reports.append(builder.not_found(not_found_share))
         examples = [example for report in reports for example in report.examples]
         for report in reports:
             self.stdout.write(report.line())
@@ -109,6 +129,8 @@ class ExampleBuilder:
         self.knowledge_base = knowledge_base
         self.top_k = top_k
         self.limit = limit
+        # (question, answer) of every answered example, for the "not found" ones.
+        self.answered: list[tuple[str, str]] = []
 
     def search(self, question: str) -> list[Passage]:
         return services.search_passages([self.knowledge_base], question, self.top_k)
@@ -138,6 +160,7 @@ class ExampleBuilder:
                 report.left_out["not supported by the retrieved passages"] += 1
                 continue
             report.examples.append(training_example(question, passages, answer, "evaluation"))
+            self.answered.append((question, reference))
         return report
 
     # --- (2) answers users rated well -------------------------------------------------------
@@ -153,6 +176,7 @@ class ExampleBuilder:
                 report.left_out["cite passages no longer in the knowledge base"] += 1
             else:
                 report.examples.append(example)
+                self.answered.append((question, message.text))
         return report
 
     def _rated_example(self, question: str, message: Message) -> dict[str, Any] | None:
@@ -215,6 +239,32 @@ class ExampleBuilder:
             return
         cited = " ".join(add_marker(sentence, n) for sentence in split_sentences(answer))
         report.examples.append(training_example(question, passages, cited, "generated"))
+        self.answered.append((question, answer))
+
+    # --- (4) "not found": questions whose retrieved passages lack the answer ----------------
+
+    def not_found(self, share: float) -> SourceReport:
+        """One example per 1/share answered ones, spread over them: the question, the best
+        retrieved passages that do not hold its answer, and the exact not-found reply."""
+        report = SourceReport("not found")
+        wanted = round(share * len(self.answered))
+        wanted = wanted if self.limit is None else min(wanted, self.limit)
+        if not wanted:
+            report.note = "--not-found-share 0" if share == 0 else "no answered example yet"
+            return report
+        step = max(1, len(self.answered) // wanted)
+        for question, answer in _progress(self.answered[::step][:wanted], "not found"):
+            candidates = services.search_passages(
+                [self.knowledge_base], question, self.top_k * NOT_FOUND_DEPTH
+            )
+            passages = not_found_passages(answer, candidates, self.top_k)
+            if not passages:
+                report.left_out["every retrieved passage holds the answer"] += 1
+                continue
+            report.examples.append(
+                training_example(question, passages, NOT_FOUND_ANSWER, "not-found")
+            )
+        return report
 
     def _sample_passages(self, count: int) -> list[Passage]:
         """count chunks spread evenly over the knowledge base (every k-th by id)."""
