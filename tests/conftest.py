@@ -14,9 +14,13 @@ PDFS = SHARED_DATA / "pdfs"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    from django.conf import settings
+
+    # WhiteNoise warns on every request when STATIC_ROOT is missing (collectstatic never ran
+    # in a fresh clone); the tests do not need collected files, only the folder.
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
     if os.environ.get("REQUIRE_SERVICES") != "1":
         return
-    from django.conf import settings
 
     problems = []
     if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:

@@ -56,3 +56,8 @@ def browser_page(monkeypatch) -> Iterator[object]:
         yield page
         context.close()
         browser.close()
+        # Connections the test opened while Playwright's loop ran live in that loop's context:
+        # close them here, or the test database cannot be dropped at the end of the run.
+        from django.db import connections
+
+        connections.close_all()
