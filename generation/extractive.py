@@ -25,6 +25,7 @@ EmbedFunction = Callable[[list[str]], np.ndarray]
 _FULL_STOP = re.compile(r"[.!?][\"'\u201d\u2019)\]]*$")
 # A fragment this long without a full stop is a sentence cut at a chunk's end, still worth quoting.
 _LONG_FRAGMENT_WORDS = 12
+_TABLE_BARS = 3  # a sentence with this many | bars is a table row, not prose
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOPWORD_TEXT = """
 a about above after again all also am an and any are as at be because been before being below
@@ -127,7 +128,7 @@ class ExtractiveGenerator:
         seen: set[str] = set()
         candidates = []
         for n, passage in enumerate(passages, start=1):
-            for sentence in split_sentences(passage.text):
+            for sentence in split_sentences(_without_table_rows(passage.text)):
                 sentence = sentence.strip(" -*!\u2022")
                 key = sentence.lower()
                 if key in seen or not self._is_statement(sentence):
@@ -137,11 +138,18 @@ class ExtractiveGenerator:
         return candidates
 
     def _is_statement(self, sentence: str) -> bool:
-        """A full sentence, not a heading, a caption stub or a lead-in ending in a colon."""
+        """A full sentence, not a heading, a caption stub, a lead-in ending in a colon or the
+        rows of a table (cells between | bars: quoted whole they read as noise)."""
         words = len(sentence.split())
-        if words < self.min_words:
+        if words < self.min_words or sentence.count("|") >= _TABLE_BARS:
             return False
         return bool(_FULL_STOP.search(sentence)) or words >= _LONG_FRAGMENT_WORDS
+
+
+def _without_table_rows(text: str) -> str:
+    """text less its Markdown table rows (lines of | cells), which split_sentences would
+    otherwise join to the prose around them."""
+    return "\n".join(line for line in text.split("\n") if line.count("|") < _TABLE_BARS)
 
 
 def content_words(text: str) -> set[str]:

@@ -412,10 +412,11 @@ def quantize_onnx(source: Path, target: Path) -> Path:
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # The quantiser logs one INFO line per tensor on the root logger: quieten it meanwhile.
+    # The quantiser logs one INFO line per tensor on the root logger, and a warning advising
+    # a pre-processing step that does not apply here: quieten it meanwhile.
     root = logging.getLogger()
     level = root.level
-    root.setLevel(max(level, logging.WARNING))
+    root.setLevel(max(level, logging.ERROR))
     try:
         quantize_dynamic(
             str(source),

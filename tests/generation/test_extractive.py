@@ -56,6 +56,21 @@ def test_headings_are_not_answers():
     assert "Travel policy" not in [s.text for s in answer.sentences]
 
 
+def test_table_rows_are_not_quoted_as_answers():
+    table = Passage(
+        3,
+        "| search | nDCG@10 |\n|---|---|\n| hybrid, weighted fusion (the default) | 0.726 |\n"
+        "Search fuses the two lists by weighted fusion by default, with equal weights.",
+        1.0,
+        document_id=3,
+        document_title="How search works",
+    )
+    answer = generator(max_sentences=3).answer("Which fusion does search use by default?", [table])
+    assert answer.found
+    assert all("|" not in sentence.text for sentence in answer.sentences)
+    assert "weighted fusion by default" in answer.text
+
+
 def test_no_passages_is_not_found():
     assert not generator().answer("Anything?", []).found
 
