@@ -433,12 +433,23 @@ def set_document_enabled(document: Document, enabled: bool) -> Document:
 
 def reindex_document(document: Document) -> Document:
     """Queue the document for parsing and embedding again (its old chunks stay searchable)."""
-    Document.objects.filter(pk=document.pk).update(
-        state=Document.State.QUEUED, progress=0, error="", lease_expires_at=None
-    )
+    _mark_queued(document.pk)
     document.refresh_from_db()
     enqueue_ingestion(document)
     return document
+
+
+def reembed_document(document_id: int) -> Document | None:
+    """Parse, chunk and embed the document again in this process, without publishing: for
+    bulk re-embedding, which rebuilds the indexes once at the end."""
+    _mark_queued(document_id)
+    return ingest_document(document_id, publish=False)
+
+
+def _mark_queued(document_id: int) -> None:
+    Document.objects.filter(pk=document_id).update(
+        state=Document.State.QUEUED, progress=0, error="", lease_expires_at=None
+    )
 
 
 # --- Indexes ------------------------------------------------------------------------------------
@@ -531,11 +542,7 @@ def indexed_embedding_model(knowledge_base: KnowledgeBase) -> str:
     """The embedder of the knowledge base's searchable vectors: one name, "mixed: a; b" when
     documents were embedded by different ones, or the configured one when there are none."""
     models = sorted(
-        set(
-            knowledge_base.documents.filter(state__in=SEARCHABLE_STATES, chunk_count__gt=0)
-            .values_list("embedding_model", flat=True)
-            .distinct()
-        )
+        set(_embedded_documents(knowledge_base).values_list("embedding_model", flat=True))
     )
     if not models:
         return get_embedder().name
@@ -548,10 +555,15 @@ def stale_documents(knowledge_base: KnowledgeBase):
     """Searchable documents whose vectors another embedder made than the configured one: their
     vectors and the queries' do not compare until they are embedded again."""
     return (
-        knowledge_base.documents.filter(state__in=SEARCHABLE_STATES, chunk_count__gt=0)
+        _embedded_documents(knowledge_base)
         .exclude(embedding_model=get_embedder().name)
         .order_by("pk")
     )
+
+
+def _embedded_documents(knowledge_base: KnowledgeBase):
+    """The knowledge base's searchable documents that have vectors."""
+    return knowledge_base.documents.filter(state__in=SEARCHABLE_STATES, chunk_count__gt=0)
 
 
 @dataclass

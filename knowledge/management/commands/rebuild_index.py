@@ -42,10 +42,7 @@ class Command(BaseCommand):
         stale = list(services.stale_documents(knowledge_base).values_list("pk", flat=True))
         failures = 0
         for pk in tqdm(stale, unit="doc", desc=knowledge_base.name, disable=None):
-            Document.objects.filter(pk=pk).update(
-                state=Document.State.QUEUED, progress=0, error="", lease_expires_at=None
-            )
-            document = services.ingest_document(pk, publish=False)
+            document = services.reembed_document(pk)
             if document is not None and document.state != Document.State.INDEXED:
                 failures += 1
                 self.stderr.write(f"{document}: {document.error}")
