@@ -13,27 +13,20 @@ from knowledge.models import Document, KnowledgeBase
 from tests.conftest import PDFS
 from tests.factories import add_text, make_knowledge_base, make_user
 from tests.knowledge.apiclient import (
-    HASHING_EMBEDDER,
     body_text,
     indexed_text,
     sse_json,
     token_client,
 )
 
-pytestmark = pytest.mark.django_db
+# Extractive answers with the weightless hashing embedder (tests/conftest.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("extractive_mode")]
 
 HANDBOOK = (
     "# Travel policy\n\nEmployees book economy class for flights shorter than six hours. "
     "Receipts for hotels go to the finance team within thirty days.\n\n"
     "# Laptops\n\nEvery engineer receives a laptop with an encrypted disk on the first day."
 )
-
-
-@pytest.fixture(autouse=True)
-def fast_setup(settings):
-    settings.RAG_EMBEDDING_MODEL = HASHING_EMBEDDER
-    settings.RAG_LLM_BASE_URL = ""  # extractive answers
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast users
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from tests.factories import make_knowledge_base, make_user
-from tests.knowledge.apiclient import HASHING_EMBEDDER, body_text, indexed_text, token_client
+from tests.knowledge.apiclient import body_text, indexed_text, token_client
 
-pytestmark = pytest.mark.django_db
+# Extractive answers with the weightless hashing embedder (tests/conftest.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("extractive_mode")]
 
 ALICE_TEXT = "# Garden\n\nThe greenhouse door code for project heron is ZANZIBAR-4410."
 BOB_TEXT = "# Vault\n\nThe launch code for project nightingale is QUOKKA-7731."
@@ -38,14 +38,6 @@ class World:
 
     def as_bob(self):
         return token_client(self.bob)
-
-
-@pytest.fixture(autouse=True)
-def fast_setup(settings):
-    settings.RAG_EMBEDDING_MODEL = HASHING_EMBEDDER
-    settings.RAG_LLM_BASE_URL = ""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    cache.clear()
 
 
 @pytest.fixture

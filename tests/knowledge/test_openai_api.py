@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from knowledge import answering
 from knowledge.models import Conversation
 from tests.factories import make_knowledge_base, make_user
 from tests.knowledge.apiclient import (
-    HASHING_EMBEDDER,
     body_text,
     indexed_text,
     sse_json,
@@ -18,18 +16,11 @@ from tests.knowledge.apiclient import (
 )
 from tests.openai_server import Reply
 
-pytestmark = pytest.mark.django_db
+# Extractive answers with the weightless hashing embedder (tests/conftest.py).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("extractive_mode")]
 
 TRAVEL = "# Travel\n\nEmployees book economy class for flights shorter than six hours."
 LAPTOPS = "# Laptops\n\nEvery engineer receives a laptop with an encrypted disk on day one."
-
-
-@pytest.fixture(autouse=True)
-def fast_setup(settings):
-    settings.RAG_EMBEDDING_MODEL = HASHING_EMBEDDER
-    settings.RAG_LLM_BASE_URL = ""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    cache.clear()
 
 
 @pytest.fixture
