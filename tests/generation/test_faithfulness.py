@@ -17,7 +17,13 @@ from generation.faithfulness import (
     split_claims,
     token_f1,
 )
-from generation.judges import EmbeddedJudge, LlmJudge, make_judge, parse_json_reply
+from generation.judges import (
+    EmbeddedJudge,
+    LlmJudge,
+    cached_embed,
+    make_judge,
+    parse_json_reply,
+)
 from generation.prompts import NOT_FOUND_ANSWER
 from retrieval.embedders import HashingEmbedder
 from tests.conftest import SHARED_DATA
@@ -144,6 +150,25 @@ def test_an_answer_without_citations_has_no_citation_precision(judge):
     result = citation_quality("The tower was completed in 1889.", PASSAGES, judge)
     assert result.recall == 0.0
     assert result.precision is None
+
+
+def test_cached_embed_embeds_each_text_once_and_forgets_the_oldest():
+    embedder = HashingEmbedder(64)
+    asked: list[str] = []
+
+    def embed(texts):
+        asked.extend(texts)
+        return embedder.embed(texts)
+
+    cached = cached_embed(embed, max_texts=3)
+    first = cached(["a b", "c d", "a b"])
+    np.testing.assert_array_equal(first, embedder.embed(["a b", "c d", "a b"]))
+    np.testing.assert_array_equal(cached(["c d", "e f"]), embedder.embed(["c d", "e f"]))
+    assert asked == ["a b", "c d", "e f"]  # each text embedded once
+    cached(["g h"])  # a fourth text: the least recently used ("a b") is forgotten
+    cached(["a b"])
+    assert asked == ["a b", "c d", "e f", "g h", "a b"]
+    assert cached([]).shape[0] == 0
 
 
 def test_a_short_claim_is_judged_by_its_words_more_than_by_its_cosine():
