@@ -36,10 +36,9 @@ from .rest import (
     IgnoreClientContentNegotiation,
     PayloadTooLarge,
     UnsupportedMediaType,
-    event_stream,
     guarded,
-    sse_event,
 )
+from .sse import event_stream, sse_event
 
 ERRORS = {
     code: OpenApiResponse(s.ErrorSerializer, description=text)

@@ -26,7 +26,8 @@ from rest_framework.views import APIView
 from . import answering, services
 from . import serializers as s
 from .models import Conversation, KnowledgeBase, Message
-from .rest import AskThrottle, EventStreamRenderer, event_stream, guarded, openai_error, sse_event
+from .rest import AskThrottle, EventStreamRenderer, guarded, openai_error
+from .sse import event_stream, sse_event
 
 ALL_MODEL = "knowledge"
 PREFIX = "kb:"

@@ -4,15 +4,13 @@ throttles, server-sent events and the one exception handler that turns every err
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.core.serializers.json import DjangoJSONEncoder
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, renderers
 from rest_framework.authentication import TokenAuthentication
@@ -25,6 +23,7 @@ from generation.errors import GenerationError, GenerationRequestError, Generatio
 from retrieval.errors import RetrievalError
 
 from . import answering, services
+from .sse import sse_event
 
 logger = logging.getLogger(__name__)
 
@@ -209,19 +208,6 @@ class EventStreamRenderer(renderers.BaseRenderer):
         response = (renderer_context or {}).get("response")
         failed = response is not None and response.status_code >= 400
         return sse_event("error" if failed else "done", data).encode()
-
-
-def sse_event(event: str | None, data: Any) -> str:
-    """One server-sent event; data is JSON on a single line."""
-    payload = data if isinstance(data, str) else json.dumps(data, cls=DjangoJSONEncoder)
-    return (f"event: {event}\n" if event else "") + f"data: {payload}\n\n"
-
-
-def event_stream(events: Iterable[str]) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(events, content_type="text/event-stream; charset=utf-8")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx: pass events on as they come
-    return response
 
 
 def guarded(events: Iterator[str], on_error) -> Iterator[str]:

@@ -8,7 +8,6 @@ manage (services.manageable_knowledge_bases: staff members and superusers).
 from __future__ import annotations
 
 import functools
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
@@ -34,6 +33,7 @@ from . import answering, services
 from .forms import ACCEPTED_SUFFIXES, AskForm, FeedbackForm, ReplaceForm, UploadForm, upload_problem
 from .markdown import render_markdown
 from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
+from .sse import sse_event
 
 logger = logging.getLogger(__name__)
 
@@ -398,7 +398,7 @@ def answer_stream(request: AuthenticatedHttpRequest) -> HttpResponse | Streaming
         data["question"], knowledge_bases, user=request.user, conversation=conversation
     )
     response = StreamingHttpResponse(
-        event_stream(events, request.user), content_type="text/event-stream"
+        chat_events(events, request.user), content_type="text/event-stream"
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
@@ -413,7 +413,7 @@ def forget_last_turn(conversation: Conversation) -> None:
         conversation.messages.filter(pk__gte=last_question.pk).delete()
 
 
-def event_stream(events: Iterable, user) -> Iterator[str]:
+def chat_events(events: Iterable, user) -> Iterator[str]:
     """Server-sent events from answering.stream_answer events, with links to the sources and
     the finished answer rendered as safe HTML."""
     try:
@@ -423,12 +423,12 @@ def event_stream(events: Iterable, user) -> Iterator[str]:
                 data["passages"] = citations_with_urls(data.get("passages", []), user)
             elif event.kind == "done":
                 data = finished_answer(data, user)
-            yield server_sent_event(event.kind, data)
+            yield sse_event(event.kind, data)
     except Exception:
         # The response has started, so the error goes to the page as an event.
         logger.exception("The answer stream failed")
         message = "The answer could not be completed. Try again in a moment."
-        yield server_sent_event("error", {"message": message})
+        yield sse_event("error", {"message": message})
 
 
 def finished_answer(data: dict, user) -> dict:
@@ -439,10 +439,6 @@ def finished_answer(data: dict, user) -> dict:
         "passages": citations_with_urls(data.get("passages", []), user),
         "html": render_markdown(data.get("answer", ""), answer_links(citations)),
     }
-
-
-def server_sent_event(kind: str, data: dict) -> str:
-    return f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
 
 
 @require_POST
