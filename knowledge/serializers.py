@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from .models import Document, KnowledgeBase
@@ -84,19 +85,40 @@ class DocumentUploadSerializer(serializers.Serializer):
 # --- Search and answers ------------------------------------------------------------------------
 
 
+class TextField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would turn 42 or true into "42" or "True"."""
+
+    default_error_messages = {"invalid": _("Must be a string.")}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class KnowledgeBaseIdsField(serializers.ListField):
+    """Knowledge base ids; left out, every readable one. An empty list is refused rather than
+    read as "all", since it more likely means that a client's selection came out empty."""
+
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("child", serializers.IntegerField(min_value=1, max_value=MAX_ID))
         kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_empty", False)
         kwargs.setdefault("max_length", 100)
         kwargs.setdefault(
-            "help_text", "Knowledge base ids; default: every knowledge base the caller may read."
+            "help_text",
+            "Knowledge base ids; left out: every knowledge base the caller may read. "
+            "An empty list is refused (400).",
         )
         super().__init__(**kwargs)
+        self.error_messages["empty"] = _(
+            "Name at least one knowledge base id, or leave the field out to use every "
+            "knowledge base you may read."
+        )
 
 
 class SearchSerializer(serializers.Serializer):
-    query = serializers.CharField(max_length=MAX_QUERY_CHARS)
+    query = TextField(max_length=MAX_QUERY_CHARS)
     knowledge_bases = KnowledgeBaseIdsField()
     top_k = serializers.IntegerField(min_value=1, max_value=MAX_TOP_K, default=10)
 
@@ -119,7 +141,7 @@ class SearchResponseSerializer(serializers.Serializer):
 
 
 class AskSerializer(serializers.Serializer):
-    question = serializers.CharField(max_length=MAX_QUERY_CHARS)
+    question = TextField(max_length=MAX_QUERY_CHARS)
     knowledge_bases = KnowledgeBaseIdsField()
     stream = serializers.BooleanField(
         default=False, help_text="true: answer as server-sent events (sources, delta, done)."

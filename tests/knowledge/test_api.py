@@ -483,3 +483,34 @@ def test_ids_beyond_the_database_keys_in_a_body_are_a_400(member):
     body = {"query": "x", "knowledge_bases": [2**63]}
     response = token_client(member).post("/api/v1/search/", body, format="json")
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("/api/v1/ask/", {"question": 42}, "question"),
+        ("/api/v1/ask/", {"question": True}, "question"),
+        ("/api/v1/ask/", {"question": ["Flights?"]}, "question"),
+        ("/api/v1/search/", {"query": 42}, "query"),
+    ],
+)
+def test_a_question_that_is_not_a_string_is_refused_naming_the_field(
+    member, policy, url, body, field
+):
+    response = token_client(member).post(url, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {field: ["Must be a string."]}
+    assert response.json()["detail"].startswith(f"Invalid request: {field}:")
+    assert not member.conversations.exists()  # nothing was asked, nothing stored
+
+
+@pytest.mark.parametrize("url", ["/api/v1/ask/", "/api/v1/search/"])
+def test_an_empty_list_of_knowledge_bases_is_refused_not_read_as_all(member, policy, url):
+    body = {"question": "Flights?", "query": "Flights?", "knowledge_bases": []}
+    response = token_client(member).post(url, body, format="json")
+    assert response.status_code == 400
+    assert "knowledge_bases" in response.json()["errors"]
+    assert "leave the field out" in response.json()["detail"]
+    del body["knowledge_bases"]
+    left_out = token_client(member).post(url, body, format="json")
+    assert left_out.status_code == 200
