@@ -88,6 +88,9 @@ def test_ingest_skips_content_it_already_has_and_reports_it():
     assert first[0]["status"] == "indexed"
     assert again[0]["status"] == "skipped" and again[0]["chunks"] == first[0]["chunks"]
     assert error is None
+    out = StringIO()
+    call_command("ingest", str(PDFS / "r6-owner-password.pdf"), "--kb", "kb", stdout=out)
+    assert out.getvalue().startswith(f"skipped {PDFS / 'r6-owner-password.pdf'}: ")
 
 
 def test_ingest_with_a_password_opens_an_encrypted_pdf():

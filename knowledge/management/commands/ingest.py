@@ -84,7 +84,7 @@ def format_row(row: dict, as_json: bool) -> str:
     if as_json:
         return json.dumps(row, ensure_ascii=False)
     if row["status"] == "failed":
-        return f"error  {row['file']}: {row['error']}"
-    label = "ok     " if row["status"] == "indexed" else "skipped"
+        return f"{'error':<8}{row['file']}: {row['error']}"
+    label = "ok" if row["status"] == "indexed" else "skipped"
     pages = f"{row['pages']} page(s), " if row["pages"] else ""
-    return f"{label}{row['file']}: {pages}{row['chunks']} chunk(s)"
+    return f"{label:<8}{row['file']}: {pages}{row['chunks']} chunk(s)"
