@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from generation.citations import check_citations
 from generation.client import CircuitBreaker, VllmClient
@@ -56,8 +57,11 @@ class AnswerEvent:
     data: dict
 
 
-FALLBACK_NOTICE = "The language model is unavailable ({reason}); this answer was extracted from "
-FALLBACK_NOTICE += "the documents instead."
+# In the language active for the request (the interface's; knowledge/sse.py keeps it for streams).
+FALLBACK_NOTICE = gettext_lazy(
+    "The language model is unavailable ({reason}); this answer was extracted from the documents "
+    "instead."
+)
 # Earlier messages read back to condense a follow-up and to give the LLM the conversation.
 HISTORY_MESSAGES = 12
 
@@ -274,7 +278,7 @@ class _GenerationRun:
 
 def _reason(error: GenerationError, streamed: bool) -> str:
     reason = str(error).rstrip(".")
-    return f"it stopped mid-answer: {reason}" if streamed else reason
+    return gettext("it stopped mid-answer: {reason}").format(reason=reason) if streamed else reason
 
 
 def _pieces(text: str) -> list[str]:
