@@ -1,8 +1,13 @@
 """Admin registrations: knowledge bases with members, documents with ingestion actions,
-conversations with their feedback (read-only)."""
+conversations with their feedback (read-only).
+
+A staff member sees and chooses only what belongs to the knowledge bases it manages
+(services.manageable_knowledge_bases), as on the pages and in the API; superusers see all.
+"""
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -11,8 +16,42 @@ from .forms import upload_problem
 from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
 
 
+def managed(request) -> QuerySet[KnowledgeBase]:
+    return services.manageable_knowledge_bases(request.user)
+
+
+class ScopedAdmin(admin.ModelAdmin):
+    """Only rows whose scope (a lookup) is in allowed(): by default, rows of the knowledge
+    bases the user manages; knowledge base choices are limited to those too."""
+
+    scope = "knowledge_base"
+
+    def allowed(self, request) -> QuerySet:
+        return managed(request)
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(**{f"{self.scope}__in": self.allowed(request)})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.related_model is KnowledgeBase and not request.user.is_superuser:
+            kwargs["queryset"] = managed(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+def managed_conversations(request) -> QuerySet[Conversation]:
+    """Conversations over knowledge bases all managed by the user: an answer may quote any
+    base its conversation searched."""
+    outside = KnowledgeBase.objects.exclude(pk__in=managed(request).values("pk"))
+    return Conversation.objects.filter(knowledge_bases__in=managed(request)).exclude(
+        knowledge_bases__in=outside
+    )
+
+
 @admin.register(KnowledgeBase)
-class KnowledgeBaseAdmin(admin.ModelAdmin):
+class KnowledgeBaseAdmin(ScopedAdmin):
     list_display = (
         "name",
         "document_count",
@@ -24,6 +63,12 @@ class KnowledgeBaseAdmin(admin.ModelAdmin):
     search_fields = ("name", "description")
     filter_horizontal = ("members", "member_groups")
     readonly_fields = ("index_version", "embedding_model", "created_at", "updated_at")
+    scope = "pk"
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if not change and not request.user.is_superuser:
+            form.instance.members.add(request.user)  # its creator manages it
 
     @admin.display(description="documents")
     def document_count(self, obj: KnowledgeBase) -> int:
@@ -53,7 +98,7 @@ class DocumentUploadForm(forms.ModelForm):
 
 
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin):
+class DocumentAdmin(ScopedAdmin):
     list_display = (
         "__str__",
         "knowledge_base",
@@ -63,9 +108,14 @@ class DocumentAdmin(admin.ModelAdmin):
         "chunk_count",
         "updated_at",
     )
-    list_filter = ("state", "knowledge_base", "file_type")
+    list_filter = ("state", ("knowledge_base", admin.RelatedOnlyFieldListFilter), "file_type")
     search_fields = ("title", "original_name", "sha256")
+    # A document stays in its knowledge base (its chunks and indexes are that base's); to move
+    # one, upload it to the other base and delete it here.
     readonly_fields = (
+        "knowledge_base",
+        "replaces",
+        "uploaded_by",
         "sha256",
         "size",
         "file_type",
@@ -156,9 +206,9 @@ class DocumentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Chunk)
-class ChunkAdmin(admin.ModelAdmin):
+class ChunkAdmin(ScopedAdmin):
     list_display = ("__str__", "page", "token_count")
-    list_filter = ("knowledge_base",)
+    list_filter = (("knowledge_base", admin.RelatedOnlyFieldListFilter),)
     search_fields = ("text",)
     exclude = ("embedding",)
     readonly_fields = (
@@ -175,8 +225,13 @@ class ChunkAdmin(admin.ModelAdmin):
         return False
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ScopedAdmin):
     """Conversations and feedback are records of what users asked and said: view only."""
+
+    scope = "conversation"
+
+    def allowed(self, request) -> QuerySet:
+        return managed_conversations(request)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -204,7 +259,8 @@ class MessageInline(admin.TabularInline):
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyAdmin):
     list_display = ("__str__", "user", "message_count", "feedback_summary", "updated_at")
-    list_filter = ("knowledge_bases",)
+    list_filter = (("knowledge_bases", admin.RelatedOnlyFieldListFilter),)
+    scope = "pk"
     search_fields = ("title", "user__username", "messages__text")
     readonly_fields = ("user", "title", "knowledge_bases", "created_at", "updated_at")
     inlines = (MessageInline,)
@@ -253,6 +309,8 @@ class MessageAdmin(ReadOnlyAdmin):
 
 @admin.register(Feedback)
 class FeedbackAdmin(ReadOnlyAdmin):
+    scope = "message__conversation"
+
     list_display = ("message", "user", "rating", "comment", "created_at")
     list_filter = ("rating",)
     search_fields = ("comment", "message__text", "user__username")

@@ -108,3 +108,105 @@ def test_conversations_and_feedback_are_read_only(admin_client):
         ).status_code
         == 403
     )
+
+
+# --- Scope: a staff member sees in the admin only the knowledge bases it manages --------------
+
+SECRET = "# Vault\n\nThe launch code for project nightingale is QUOKKA-7731.\n"
+
+
+@pytest.fixture
+def two_bases():
+    """Alice (staff, with every view and change permission) manages garden; vault, which holds
+    a secret, is Bob's. Both have an answered conversation and feedback."""
+    from django.contrib.auth.models import Permission
+
+    alice = make_user("alice", is_staff=True)
+    alice.user_permissions.set(Permission.objects.filter(content_type__app_label="knowledge"))
+    bob = make_user("bob", is_staff=True)
+    garden = make_knowledge_base("garden", members=[alice])
+    vault = make_knowledge_base("vault", members=[bob])
+    services.ingest_document(add_text(garden, "garden.md", TEXT).pk)
+    secret = services.ingest_document(add_text(vault, "vault.md", SECRET).pk)
+    answer = answering.answer_question("What is the launch code?", [vault], user=bob)
+    answering.record_feedback(Message.objects.get(pk=answer["message"]), bob, 1, "QUOKKA ok")
+    own = answering.answer_question("When are receipts due?", [garden], user=alice)
+    client = Client()
+    client.force_login(alice)
+    return client, secret, answer, own, vault
+
+
+@pytest.mark.parametrize(
+    "model", ["knowledgebase", "document", "chunk", "conversation", "message", "feedback"]
+)
+def test_a_staff_member_lists_only_what_it_manages(two_bases, model):
+    client, *_ = two_bases
+    response = client.get(reverse(f"admin:knowledge_{model}_changelist"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "QUOKKA" not in html and "vault" not in html and "launch code" not in html
+
+
+def test_a_staff_member_opens_its_own_objects_but_not_others(two_bases):
+    from knowledge.models import Chunk
+
+    client, secret, answer, own, vault = two_bases
+    own_chunk = Chunk.objects.exclude(document=secret).get()
+    assert (
+        client.get(reverse("admin:knowledge_chunk_change", args=[own_chunk.pk])).status_code == 200
+    )
+    assert (
+        client.get(
+            reverse("admin:knowledge_conversation_change", args=[own["conversation"]])
+        ).status_code
+        == 200
+    )
+    foreign = [
+        ("chunk", secret.chunks.get().pk),
+        ("document", secret.pk),
+        ("knowledgebase", vault.pk),
+        ("conversation", answer["conversation"]),
+        ("message", answer["message"]),
+        ("feedback", Feedback.objects.get().pk),
+    ]
+    for model, pk in foreign:
+        response = client.get(reverse(f"admin:knowledge_{model}_change", args=[pk]), follow=True)
+        assert "QUOKKA" not in response.content.decode(), model
+        assert response.redirect_chain, model  # "does not exist", back to the index
+
+
+def test_a_staff_member_uploads_only_to_bases_it_manages(
+    two_bases, django_capture_on_commit_callbacks
+):
+    client, secret, answer, own, vault = two_bases
+    form = client.get(reverse("admin:knowledge_document_add")).content.decode()
+    assert "garden" in form and "vault" not in form
+    response = client.post(
+        reverse("admin:knowledge_document_add"),
+        {"knowledge_base": vault.pk, "file": SimpleUploadedFile("x.md", b"# X\n\nplanted")},
+    )
+    assert response.status_code == 200  # the form refuses the choice
+    assert not vault.documents.filter(original_name="x.md").exists()
+
+
+def test_a_superuser_sees_every_base(two_bases, admin_client):
+    html = admin_client.get(reverse("admin:knowledge_chunk_changelist")).content.decode()
+    assert "vault" in html
+
+
+def test_a_document_cannot_be_moved_to_another_base_in_the_admin(admin_client):
+    """Its chunks and indexes belong to its base: the change form shows the base read-only,
+    and a posted base is ignored, so members of neither base are misled."""
+    first, second = make_knowledge_base("first"), make_knowledge_base("second")
+    document = services.ingest_document(add_text(first, "expenses.md", TEXT).pk)
+    url = reverse("admin:knowledge_document_change", args=[document.pk])
+    assert 'name="knowledge_base"' not in admin_client.get(url).content.decode()
+    response = admin_client.post(
+        url, {"knowledge_base": second.pk, "original_name": "expenses.md", "title": "Moved"}
+    )
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    document.refresh_from_db()
+    assert document.knowledge_base == first and document.title == "Moved"
+    assert services.search_passages([first], "meal receipts")
+    assert services.search_passages([second], "meal receipts") == []
+    assert all(report.problems == [] for report in map(services.check_index, (first, second)))
