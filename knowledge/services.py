@@ -581,6 +581,7 @@ def check_index(knowledge_base: KnowledgeBase) -> IndexReport:
     knowledge_base.refresh_from_db()
     wanted = dict(searchable_chunks(knowledge_base).values_list("pk", "embedding"))
     report = IndexReport(knowledge_base.name, knowledge_base.index_version, len(wanted))
+    report.problems += _misplaced_chunks(knowledge_base)
     try:
         pair = get_index_store().load(knowledge_base.pk, knowledge_base.index_version)
     except IndexNotBuiltError as error:
@@ -593,6 +594,22 @@ def check_index(knowledge_base: KnowledgeBase) -> IndexReport:
     report.problems += _vector_differences(pair.dense, wanted)
     report.problems += _embedder_differences(knowledge_base)
     return report
+
+
+def _misplaced_chunks(knowledge_base: KnowledgeBase) -> list[str]:
+    """Chunks filed under this base whose document is in another one (moved behind our back):
+    the old base's members would still find them, the new base's not."""
+    misplaced = Chunk.objects.filter(knowledge_base=knowledge_base).exclude(
+        document__knowledge_base=knowledge_base
+    )
+    documents = sorted(set(misplaced.values_list("document_id", flat=True)))
+    if not documents:
+        return []
+    return [
+        f"{misplaced.count()} chunk(s) belong to a document of another knowledge base, "
+        f"e.g. document(s) {documents[:5]}; re-index those documents, then run "
+        "`manage.py rebuild_index`"
+    ]
 
 
 def _embedder_differences(knowledge_base: KnowledgeBase) -> list[str]:

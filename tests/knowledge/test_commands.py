@@ -170,3 +170,16 @@ def test_bootstrap_demo_creates_the_admin_and_the_demo_knowledge_base(settings):
     assert "Log in at http://127.0.0.1:8000/" in out.getvalue()
     demo = KnowledgeBase.objects.get(name=settings.RAG_DEMO_KB)
     assert demo.members.filter(username="admin", is_superuser=True).exists()
+
+
+def test_check_index_flags_chunks_in_another_base_than_their_document():
+    """A document moved behind the services' back leaves its chunks (and their index entries)
+    in its old base: check_index names them and exits non-zero."""
+    run_ingest(str(PDFS / "dmca.pdf"), "--kb", "old")
+    new = KnowledgeBase.objects.create(name="new")
+    Document.objects.update(knowledge_base=new)
+    out = StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("check_index", stdout=out)
+    assert raised.value.returncode == 1
+    assert "chunk(s) belong to a document of another knowledge base" in out.getvalue()
