@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 
 # File types the parsers read (retrieval.parsing sniffs the content again at ingestion).
+MAX_ID = 2**63 - 1  # the largest primary key the databases store
 ACCEPTED_SUFFIXES = (".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt", ".text")
 
 
@@ -71,9 +72,12 @@ class IdListField(forms.Field):
             return []
         values = value if isinstance(value, list | tuple) else [value]
         try:
-            return sorted({int(item) for item in values})
+            ids = sorted({int(item) for item in values})
         except (TypeError, ValueError):
+            ids = [0]
+        if not all(0 < pk <= MAX_ID for pk in ids):  # beyond MAX_ID the database errs
             raise forms.ValidationError("Knowledge bases are given by their numeric ids.")
+        return ids
 
 
 class AskForm(forms.Form):
@@ -89,7 +93,7 @@ class AskForm(forms.Form):
     knowledge_bases = IdListField(
         error_messages={"required": "Choose at least one knowledge base."},
     )
-    conversation = forms.IntegerField(required=False, min_value=1)
+    conversation = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     regenerate = forms.BooleanField(required=False)
 
 

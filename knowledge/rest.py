@@ -11,8 +11,9 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
+from django.utils.translation import gettext as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import exceptions, renderers
+from rest_framework import exceptions, parsers, renderers
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import PageNumberPagination
@@ -72,6 +73,42 @@ class AskThrottle(UserRateThrottle):
 
     def get_rate(self) -> str | None:
         return settings.RAG_API_THROTTLE_ASK or None
+
+
+# --- Parsing ------------------------------------------------------------------------------------
+
+MAX_JSON_DEPTH = 32  # far more than any of our requests needs
+
+
+class JSONParser(parsers.JSONParser):
+    """DRF's JSON parser, refusing a body nested deeper than MAX_JSON_DEPTH with a 400 (deep
+    enough nesting makes the decoder, or code walking the result later, overflow the stack)."""
+
+    def parse(self, stream, media_type=None, parser_context=None) -> Any:
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            data = None
+        else:
+            if json_depth(data) <= MAX_JSON_DEPTH:
+                return data
+        raise exceptions.ParseError(
+            _("The JSON is nested more than %(depth)d levels deep.") % {"depth": MAX_JSON_DEPTH},
+            "too_deep",
+        )
+
+
+def json_depth(data: Any) -> int:
+    """How deeply lists and objects nest in decoded JSON (a scalar: 0), without recursion."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 # --- Errors -------------------------------------------------------------------------------------

@@ -8,11 +8,14 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from .forms import MAX_ID
 from .models import Document, KnowledgeBase
 
 MAX_QUERY_CHARS = 4000
 MAX_TOP_K = 50
-MAX_ID = 2**63 - 1  # the largest primary key the databases store
+# The OpenAI endpoint's conversation, sent whole with each request: messages and characters.
+MAX_CHAT_MESSAGES = 100
+MAX_CHAT_CHARS = 100_000
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -204,13 +207,6 @@ class ChatMessageSerializer(serializers.Serializer):
     )
 
 
-class StreamOptionsSerializer(serializers.Serializer):
-    include_usage = serializers.BooleanField(
-        default=False,
-        help_text="true: a last chunk before [DONE] carries the token counts in usage.",
-    )
-
-
 class ChatSerializer(serializers.Serializer):
     model = serializers.CharField(
         required=False,
@@ -221,10 +217,9 @@ class ChatSerializer(serializers.Serializer):
     )
     # What ChatMessageSerializer(many=True, ...) builds; the stubs lack its max_length.
     messages: serializers.ListSerializer[Any] = serializers.ListSerializer(
-        child=ChatMessageSerializer(), allow_empty=False, max_length=200
+        child=ChatMessageSerializer(), allow_empty=False, max_length=MAX_CHAT_MESSAGES
     )
     stream = serializers.BooleanField(default=False)
-    stream_options = StreamOptionsSerializer(required=False, allow_null=True)
     # Accepted for compatibility; the answer's length and style follow the server's settings.
     temperature = serializers.FloatField(required=False, allow_null=True)
     max_tokens = serializers.IntegerField(required=False, allow_null=True)
@@ -243,23 +238,12 @@ class ChatChoiceSerializer(serializers.Serializer):
     finish_reason = serializers.CharField()
 
 
-class UsageSerializer(serializers.Serializer):
-    """Token counts: the model server's, or in extractive mode counted with the embedding
-    model's tokenizer (the prompt: question, earlier turns and passages; the completion: the
-    answer)."""
-
-    prompt_tokens = serializers.IntegerField()
-    completion_tokens = serializers.IntegerField()
-    total_tokens = serializers.IntegerField()
-
-
 class ChatCompletionSerializer(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.CharField()
     created = serializers.IntegerField()
     model = serializers.CharField()
     choices = ChatChoiceSerializer(many=True)
-    usage = UsageSerializer()
 
 
 class ModelSerializer(serializers.Serializer):
