@@ -295,7 +295,9 @@ class AskView(APIView):
         knowledge_bases = requested_knowledge_bases(request.user, data.get("knowledge_bases"))
         kwargs = {
             "user": request.user,
-            "conversation": own_conversation(request.user, data.get("conversation")),
+            "conversation": own_conversation(
+                request.user, data.get("conversation"), data["question"]
+            ),
             "top_k": data.get("top_k"),
         }
         if not data["stream"]:
@@ -309,9 +311,12 @@ class AskView(APIView):
         )
 
 
-def own_conversation(user, pk: int | None) -> Conversation | None:
+def own_conversation(user, pk: int | None, question: str) -> Conversation:
+    """The conversation to continue, or a new one marked as the API's (kept out of the chat
+    page's list)."""
     if pk is None:
-        return None
+        title = " ".join(question.split())[:200]
+        return Conversation.objects.create(user=user, title=title, source=Conversation.Source.API)
     conversation = Conversation.objects.filter(pk=pk, user=user).first()
     if conversation is None:
         raise exceptions.NotFound("No such conversation.", "not_found")

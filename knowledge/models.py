@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class KnowledgeBaseQuerySet(models.QuerySet["KnowledgeBase"]):
@@ -143,6 +144,11 @@ class Chunk(models.Model):
 class Conversation(models.Model):
     """A chat thread of one user over a set of knowledge bases."""
 
+    class Source(models.TextChoices):
+        CHAT = "chat", _("Chat page")
+        API = "api", _("REST API")
+        OPENAI = "openai", _("OpenAI-compatible API")
+
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -153,6 +159,11 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     knowledge_bases = models.ManyToManyField(
         KnowledgeBase, blank=True, related_name="conversations"
+    )
+    # Where it was asked: the chat page's sidebar lists only its own conversations, not the
+    # ones API clients create on every call.
+    source = models.CharField(
+        max_length=10, choices=Source.choices, default=Source.CHAT, db_index=True
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

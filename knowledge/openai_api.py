@@ -10,9 +10,10 @@ carries its citations in "citations" on the message (streaming: on the last chun
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.utils.translation import gettext
@@ -101,17 +102,37 @@ def check_limits(question: str, history: list[tuple[str, str]]) -> None:
 
 
 def conversation_from_history(
-    user, knowledge_bases: list[KnowledgeBase], history: list[tuple[str, str]]
-) -> Conversation | None:
-    """The earlier turns as a stored conversation, which the answer then continues."""
-    if not history:
-        return None
-    conversation = Conversation.objects.create(user=user, title=history[0][1][:200])
+    user, knowledge_bases: list[KnowledgeBase], question: str, history: list[tuple[str, str]]
+) -> Conversation:
+    """A stored conversation holding the earlier turns, which the answer then continues; marked
+    as the OpenAI endpoint's, so that it stays out of the chat page's list."""
+    title = " ".join((history[0][1] if history else question).split())[:200]
+    conversation = Conversation.objects.create(
+        user=user, title=title, source=Conversation.Source.OPENAI
+    )
     conversation.knowledge_bases.set(knowledge_bases)
     Message.objects.bulk_create(
         Message(conversation=conversation, role=role, text=text) for role, text in history
     )
     return conversation
+
+
+def usage(done: dict[str, Any], question: str, history: list[tuple[str, str]]) -> dict[str, int]:
+    """OpenAI's token counts: the model server's own when the answer carries them, otherwise
+    (extractive answers, or a server that sent none) counted with the embedding model's
+    tokenizer: the prompt is the question, the earlier turns and the passages the answer was
+    drawn from, the completion is the answer."""
+    given = done.get("usage") or {}
+    if isinstance(given.get("prompt_tokens"), int) and isinstance(
+        given.get("completion_tokens"), int
+    ):
+        prompt, answer = given["prompt_tokens"], given["completion_tokens"]
+    else:
+        read = [question, *(text for _, text in history)]
+        read += [passage.get("text") or "" for passage in done.get("passages", [])]
+        counts = services.get_embedder().count_tokens([*read, done.get("answer") or ""])
+        prompt, answer = sum(counts[:-1]), counts[-1]
+    return {"prompt_tokens": prompt, "completion_tokens": answer, "total_tokens": prompt + answer}
 
 
 def citations(done: dict[str, Any]) -> list[dict[str, Any]]:
@@ -140,19 +161,21 @@ class ChatCompletions(OpenAIView):
         model = data.get("model") or ALL_MODEL
         knowledge_bases = knowledge_bases_for_model(request.user, model)
         question, history = question_and_history(data["messages"])
-        conversation = conversation_from_history(request.user, knowledge_bases, history)
+        conversation = conversation_from_history(request.user, knowledge_bases, question, history)
+        count = functools.partial(usage, question=question, history=history)
         if data["stream"]:
             events = answering.stream_answer(
                 question, knowledge_bases, user=request.user, conversation=conversation
             )
-            return event_stream(completion_chunks(events, model))
+            include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+            return event_stream(completion_chunks(events, model, count if include_usage else None))
         done = answering.answer_question(
             question, knowledge_bases, user=request.user, conversation=conversation
         )
-        return Response(completion(done, model))
+        return Response(completion(done, model, count(done)))
 
 
-def completion(done: dict[str, Any], model: str) -> dict[str, Any]:
+def completion(done: dict[str, Any], model: str, tokens: dict[str, int]) -> dict[str, Any]:
     message = {"role": "assistant", "content": done["answer"], "citations": citations(done)}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -160,19 +183,29 @@ def completion(done: dict[str, Any], model: str) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
+        "usage": tokens,
     }
 
 
-def completion_chunks(events: Iterator[Any], model: str) -> Iterator[str]:
+def completion_chunks(
+    events: Iterator[Any],
+    model: str,
+    count: Callable[[dict[str, Any]], dict[str, int]] | None = None,
+) -> Iterator[str]:
     """chat.completion.chunk events: the role, the answer's deltas, a last chunk with
-    finish_reason and citations, then [DONE]. An error midway ends the stream with
-    OpenAI's error object."""
+    finish_reason and citations, then [DONE]. With count (stream_options.include_usage), as
+    OpenAI does, every chunk carries "usage": null and one more chunk with no choices carries
+    the token counts before [DONE]. An error midway ends the stream with OpenAI's error
+    object."""
     base = {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
     }
+
+    if count is not None:
+        base["usage"] = None
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -185,6 +218,8 @@ def completion_chunks(events: Iterator[Any], model: str) -> Iterator[str]:
                 yield chunk({"content": event.data["text"]})
             elif event.kind == "done":
                 yield chunk({}, "stop", citations=citations(event.data))
+                if count is not None:
+                    yield sse_event(None, {**base, "choices": [], "usage": count(event.data)})
         yield sse_event(None, "[DONE]")
 
     return guarded(

@@ -207,6 +207,13 @@ class ChatMessageSerializer(serializers.Serializer):
     )
 
 
+class StreamOptionsSerializer(serializers.Serializer):
+    include_usage = serializers.BooleanField(
+        default=False,
+        help_text="true: a last chunk before [DONE] carries the token counts in usage.",
+    )
+
+
 class ChatSerializer(serializers.Serializer):
     model = serializers.CharField(
         required=False,
@@ -220,6 +227,7 @@ class ChatSerializer(serializers.Serializer):
         child=ChatMessageSerializer(), allow_empty=False, max_length=MAX_CHAT_MESSAGES
     )
     stream = serializers.BooleanField(default=False)
+    stream_options = StreamOptionsSerializer(required=False, allow_null=True)
     # Accepted for compatibility; the answer's length and style follow the server's settings.
     temperature = serializers.FloatField(required=False, allow_null=True)
     max_tokens = serializers.IntegerField(required=False, allow_null=True)
@@ -238,12 +246,23 @@ class ChatChoiceSerializer(serializers.Serializer):
     finish_reason = serializers.CharField()
 
 
+class UsageSerializer(serializers.Serializer):
+    """Token counts: the model server's, or in extractive mode counted with the embedding
+    model's tokenizer (the prompt: question, earlier turns and passages; the completion: the
+    answer)."""
+
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
 class ChatCompletionSerializer(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.CharField()
     created = serializers.IntegerField()
     model = serializers.CharField()
     choices = ChatChoiceSerializer(many=True)
+    usage = UsageSerializer()
 
 
 class ModelSerializer(serializers.Serializer):

@@ -323,7 +323,9 @@ def chat(request: AuthenticatedHttpRequest, pk: int | None = None) -> HttpRespon
         "knowledge/chat.html",
         {
             "conversation": conversation,
-            "conversations": Conversation.objects.filter(user=request.user)[:50],
+            "conversations": Conversation.objects.filter(
+                user=request.user, source=Conversation.Source.CHAT
+            )[:50],
             "knowledge_bases": knowledge_bases,
             "selected": selected,
             "turns": conversation_turns(conversation, request.user) if conversation else [],

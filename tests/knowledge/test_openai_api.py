@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
-from knowledge import answering
+from knowledge import answering, services
 from knowledge.models import Conversation
 from tests.factories import make_knowledge_base, make_user
 from tests.knowledge.apiclient import (
@@ -173,3 +174,44 @@ def test_the_llm_answer_streams_as_chunks(client, travel, settings, llm_server):
     text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
     assert text == "Economy class [1]."
     assert chunks[-1]["citations"][0]["n"] == 1
+
+
+def test_a_completion_counts_its_tokens_with_the_embedding_tokenizer(client, travel):
+    question = "Which class do employees fly?"
+    body = chat(client, ("user", question)).json()
+    usage = body["usage"]
+    count = services.get_embedder().count_tokens
+    content = body["choices"][0]["message"]["content"]
+    assert usage["completion_tokens"] == count([content])[0] > 0
+    # The prompt is what the answer was drawn from: the question and the travel passage
+    # (its heading included).
+    assert usage["prompt_tokens"] == sum(count([question, TRAVEL]))
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_a_stream_sends_usage_last_when_asked_to_include_it(client, travel):
+    options = {"include_usage": True}
+    response = chat(client, ("user", "Flights?"), stream=True, stream_options=options)
+    events = sse_json(body_text(response))
+    *chunks, usage_chunk, done = [data for _, data in events]
+    assert done == "[DONE]"
+    assert usage_chunk["choices"] == []
+    assert all(chunk["usage"] is None for chunk in chunks)
+    text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
+    tokens = usage_chunk["usage"]
+    assert tokens["completion_tokens"] == services.get_embedder().count_tokens([text])[0] > 0
+    assert tokens["total_tokens"] == tokens["prompt_tokens"] + tokens["completion_tokens"]
+    plain = sse_json(body_text(chat(client, ("user", "Flights?"), stream=True)))
+    assert all("usage" not in data for _, data in plain[:-1])
+
+
+def test_api_conversations_stay_out_of_the_chat_pages_list(client, member, travel):
+    chat(client, ("user", "Asked by an OpenAI client?"))
+    token_client(member).post("/api/v1/ask/", {"question": "Asked over REST?"}, format="json")
+    sources = set(Conversation.objects.filter(user=member).values_list("source", flat=True))
+    assert sources == {"openai", "api"}
+    browser = Client()
+    browser.force_login(member)
+    page = browser.get("/chat/").content.decode()
+    assert "No conversations yet." in page
+    assert "Asked by an OpenAI client" not in page and "Asked over REST" not in page
