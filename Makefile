@@ -31,9 +31,7 @@ run: $(STAMP)
 	$(PY) manage.py bootstrap_demo
 	$(PY) manage.py ingest docs --kb $(DEMO_KB)
 	$(PY) manage.py check_index --kb $(DEMO_KB)
-	trap 'kill 0' INT TERM EXIT; \
-	$(BIN)/celery -A rag_site worker --loglevel=INFO --concurrency=1 & \
-	$(PY) manage.py runserver 127.0.0.1:8000 --noreload
+	$(PY) manage.py serve 127.0.0.1:8000
 
 worker: $(STAMP)
 	$(BIN)/celery -A rag_site worker --loglevel=INFO

@@ -225,7 +225,9 @@ else:
     BROKER_DIR = Path(os.environ.get("RAG_BROKER_DIR") or RAG_DATA_DIR / "broker").resolve()
     for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    # The host names nothing (the folders do), but without one kombu warns "No hostname was
+    # supplied" on every connection.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

@@ -32,8 +32,11 @@ class Command(BaseCommand):
             defaults={"description": "The user guide, ingested by `make run`."},
         )
         knowledge_base.members.add(user)
-        shown = password_file.read_text().strip() if password_file.exists() else "(unchanged)"
-        self.stdout.write(
-            f"Log in at http://127.0.0.1:8000/ as {username!r} with password {shown!r} "
-            f"(kept in {password_file})."
-        )
+        self.stdout.write(login_text(username, "http://127.0.0.1:8000/"))
+
+
+def login_text(username: str, url: str) -> str:
+    """Where and as whom to log in, with the password bootstrap_demo made (if it still has it)."""
+    password_file = settings.RAG_DATA_DIR / "admin_password"
+    shown = password_file.read_text().strip() if password_file.exists() else "(unchanged)"
+    return f"Log in at {url} as {username!r} with password {shown!r} (kept in {password_file})."
