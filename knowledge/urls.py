@@ -1,4 +1,7 @@
+from django.templatetags.static import static
 from django.urls import path, re_path
+from django.utils.functional import lazy
+from django.views.generic import RedirectView
 
 from . import views
 
@@ -7,6 +10,8 @@ app_name = "knowledge"
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.health, name="health"),
+    # Browsers ask for /favicon.ico on every page that names none (the admin's, for one).
+    path("favicon.ico", RedirectView.as_view(url=lazy(static, str)("knowledge/favicon.ico"))),
     path("knowledge-bases/<int:pk>/", views.knowledge_base_detail, name="knowledge_base"),
     path("knowledge-bases/<int:pk>/upload/", views.upload, name="upload"),
     path("documents/<int:pk>/status/", views.document_status_json, name="document_status"),
