@@ -12,7 +12,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from retrieval.text import split_sentences, word_count
 from retrieval.types import Passage
+
+__all__ = ["split_sentences"]  # re-exported: callers found it here first
 
 # A range wider than this is not a citation the model meant; it is cut at this many numbers.
 MAX_RANGE = 50
@@ -28,19 +31,6 @@ _MARKER = re.compile(
     + r")*)\s*\]",
     re.IGNORECASE,
 )
-_ABBREVIATIONS = {
-    "e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "prof", "st", "no", "fig", "figs",
-    "eq", "sec", "art", "p", "pp", "vol", "inc", "ltd", "co", "corp", "jr", "sr", "u.s",
-    "approx", "dept", "est", "cf", "al", "ch", "para",
-}  # fmt: skip
-_NUMBER_LINE = re.compile(r"^\d{1,4}$")
-_LIST_ITEM = re.compile(r"^(?:[-*\u2022!]|\d+[.)])\s")
-_ENDS_SENTENCE = re.compile(r"[.!?:;,\]\u3002]$|\w-$")
-# A line this short without final punctuation is taken for a heading, not a wrapped sentence.
-_HEADING_CHARS = 60
-_FUNCTION_WORD_TEXT = "a an the of to and or but in on at for by with from as is are was were be"
-_FUNCTION_WORDS = frozenset(_FUNCTION_WORD_TEXT.split())
-_SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*\s+")
 
 
 @dataclass(frozen=True)
@@ -131,88 +121,18 @@ def check_citations(answer: str, passages: Sequence[Passage]) -> CheckedAnswer:
 def uncited_sentences(answer: str) -> list[str]:
     """Sentences of answer that state something (MIN_CLAIM_WORDS words or more) without a
     citation marker; a sentence followed only by markers counts as cited."""
-    from .prompts import NOT_FOUND_ANSWER  # prompts imports nothing from here; kept local
+    from .prompts import NOT_FOUND_ANSWERS  # prompts imports nothing from here; kept local
 
     result = []
     for sentence in split_sentences(answer):
         if _MARKER.search(sentence) or sentence.rstrip().endswith(":"):
             continue
-        words = _MARKER.sub("", sentence).split()
-        if len(words) < MIN_CLAIM_WORDS or NOT_FOUND_ANSWER.rstrip(".") in sentence:
+        words = word_count(_MARKER.sub("", sentence))
+        if words < MIN_CLAIM_WORDS or any(
+            reply.rstrip(".\u3002") in sentence for reply in NOT_FOUND_ANSWERS.values()
+        ):
             continue
         result.append(sentence)
-    return result
-
-
-def split_sentences(text: str) -> list[str]:
-    """Split text into sentences, at line breaks and after . ! ? (not after common abbreviations,
-    initials or decimals). Markers that follow a sentence's full stop stay with that sentence."""
-    sentences: list[str] = []
-    for block in _blocks(text):
-        sentences.extend(_split_line(block))
-    return _attach_leading_markers(sentences)
-
-
-def _blocks(text: str) -> list[str]:
-    """Runs of lines that may hold one sentence across line breaks: a blank line, a list item, or
-    a heading ends a run; lines holding only a number (footnote marks, page numbers in extracted
-    PDF text) are dropped."""
-    lines = [line.strip() for line in text.splitlines()]
-    lines = [line for line in lines if not _NUMBER_LINE.match(line)]
-    blocks: list[list[str]] = [[]]
-    for i, line in enumerate(lines):
-        if not line:
-            blocks.append([])
-            continue
-        if _LIST_ITEM.match(line):
-            blocks.append([])
-        blocks[-1].append(line)
-        following = lines[i + 1] if i + 1 < len(lines) else ""
-        if _is_heading(line, following):
-            blocks.append([])
-    return [" ".join(block) for block in blocks if block]
-
-
-def _is_heading(line: str, following: str) -> bool:
-    """A short line starting with a capital, without final punctuation, followed by a line that
-    starts with a capital: "3.5 Metaclustering", "Savings clauses". (A wrapped line of a narrow
-    column is followed by a lower-case word or ends in a function word such as "an".)"""
-    if len(line) > _HEADING_CHARS or _ENDS_SENTENCE.search(line):
-        return False
-    if not (line[0].isupper() or line[0].isdigit()):
-        return False
-    if not following or not (following[0].isupper() or following[0].isdigit()):
-        return False
-    return line.split()[-1].lower() not in _FUNCTION_WORDS
-
-
-def _split_line(line: str) -> list[str]:
-    pieces, start = [], 0
-    for match in _SENTENCE_END.finditer(line):
-        end = match.end()
-        following = line[end : end + 1]
-        if not (following.isupper() or following.isdigit() or following in "\"'([\u201c"):
-            continue
-        before = line[start : match.start() + 1].split()
-        word = before[-1].rstrip(".").lower() if before else ""
-        if word in _ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
-            continue
-        pieces.append(line[start:end].strip())
-        start = end
-    if line[start:].strip():
-        pieces.append(line[start:].strip())
-    return pieces
-
-
-def _attach_leading_markers(sentences: list[str]) -> list[str]:
-    result: list[str] = []
-    for sentence in sentences:
-        lead = re.match(r"^(?:\s*" + _MARKER.pattern + r")+", sentence, re.IGNORECASE)
-        if lead and result:
-            result[-1] = f"{result[-1]} {lead.group(0).strip()}"
-            sentence = sentence[lead.end() :].strip()
-        if sentence:
-            result.append(sentence)
     return result
 
 
@@ -225,3 +145,64 @@ def _citation(n: int, passage: Passage) -> Citation:
         page=passage.page,
         text=passage.text,
     )
+
+
+class CitationRenumberer:
+    """Renumber an answer's markers by first use, as it streams: the first source the answer
+    cites becomes [1], the next new one [2], and so on, so an answer never reads "... [5]. ...
+    [3]." Numbers outside 1..count are left for `check_citations` to drop.
+
+    feed() takes each streamed piece and returns the text ready to show (a marker cut between
+    two pieces is held back until it closes); flush() returns what is held at the end.
+    order() lists the original numbers in their new order: the cited ones, then the rest.
+
+    >>> renumber = CitationRenumberer(6)
+    >>> renumber.feed("Leave is 25 days [4]. It accrues monthly [2")
+    'Leave is 25 days [1]. It accrues monthly '
+    >>> renumber.feed("] [4].") + renumber.flush()
+    '[2] [1].'
+    >>> renumber.order()
+    [4, 2, 1, 3, 5, 6]
+    """
+
+    # A "[" this far from the end of what has arrived may still become a marker.
+    _LONGEST_MARKER = 40
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.mapping: dict[int, int] = {}
+        self._held = ""
+
+    def feed(self, piece: str) -> str:
+        text = self._held + piece
+        opening = text.rfind("[")
+        if (
+            opening != -1
+            and "]" not in text[opening:]
+            and len(text) - opening < self._LONGEST_MARKER
+        ):
+            text, self._held = text[:opening], text[opening:]
+        else:
+            self._held = ""
+        return _MARKER.sub(self._rewrite, text)
+
+    def flush(self) -> str:
+        text, self._held = self._held, ""
+        return _MARKER.sub(self._rewrite, text)
+
+    def renumbered(self, text: str) -> str:
+        """A whole answer renumbered at once."""
+        return self.feed(text) + self.flush()
+
+    def order(self) -> list[int]:
+        cited = sorted(self.mapping, key=self.mapping.__getitem__)
+        return cited + [n for n in range(1, self.count + 1) if n not in self.mapping]
+
+    def _rewrite(self, match: re.Match[str]) -> str:
+        numbers = []
+        for n in parse_marker(match.group(1)):
+            if 1 <= n <= self.count:
+                n = self.mapping.setdefault(n, len(self.mapping) + 1)
+            if n not in numbers:
+                numbers.append(n)
+        return "[" + ", ".join(str(n) for n in numbers) + "]"

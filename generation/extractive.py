@@ -1,47 +1,94 @@
 """The extractive generator: an answer made of the retrieved passages' own sentences, each cited.
 
 Used when no language model is configured (the default) and as the fallback when the model
-server is unavailable. It splits the passages into sentences, scores each against the question
-(cosine similarity of embeddings, from the embed function it is given, blended with the share of
-the question's content words the sentence contains), and keeps the best few above a threshold.
-When none clears it the answer says that it was not found in the documents.
+server is unavailable, so it must state the fact, in English and in Chinese alike. It splits the
+passages into sentences (`retrieval.text`), and scores each against the question:
+
+- how much of the question it covers, each question term weighted by its idf in the knowledge
+  base (BM25 terms: stemmed English words, Chinese character bigrams, Traditional folded to
+  Simplified), so a question's rare words weigh most; its neighbours count for a little, since a
+  sentence often leans on the one before it for its subject;
+- how close its embedding is to the question's, where the embedder covers the question's
+  language (all-MiniLM-L6-v2 is English-only; its cosine on Chinese text is noise);
+- the rank of its passage;
+- whether it has what the question asks for: a number for "how many", a date for "when", a
+  duration for "how long" (and their Chinese forms).
+
+The best sentences above a threshold form the answer, best first; when none clears it the
+answer says, in the question's language, that it was not found in the documents. Sentences are
+quoted as plain text: Markdown links keep their text, URLs and markup never reach an answer.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from retrieval.text import has_cjk, language_of, split_sentences, word_count
+from retrieval.tokenize import Bm25Tokenizer
 from retrieval.types import Passage
 
-from .citations import split_sentences
-from .prompts import NOT_FOUND_ANSWER
+from .prompts import not_found_answer
 
 EmbedFunction = Callable[[list[str]], np.ndarray]
+TermsFunction = Callable[[str], list[str]]
+IdfFunction = Callable[[Sequence[str]], Mapping[str, float]]
 
-_FULL_STOP = re.compile(r"[.!?][\"'\u201d\u2019)\]]*$")
+_FULL_STOP = re.compile(r"[.!?\u3002\uff01\uff1f\uff1b\u2026][\"'\u201d\u2019)\]\u300d\u300f]*$")
 # A fragment this long without a full stop is a sentence cut at a chunk's end, still worth quoting.
 _LONG_FRAGMENT_WORDS = 12
 _TABLE_BARS = 3  # a sentence with this many | bars is a table row, not prose
-_WORD = re.compile(r"\w+", re.UNICODE)
-_STOPWORD_TEXT = """
-a about above after again all also am an and any are as at be because been before being below
-between both but by can could did do does doing down during each few for from further had has have
-having he her here hers him his how i if in into is it its itself just me more most my no nor not
-now of off on once only or other our out over own same she should so some such than that the their
-them then there these they this those through to too under until up very was we were what when
-where which while who whom why will with would you your yours please tell explain describe give
-show find know say said
+# Question words carry no fact to find; removed before the question's terms are taken.
+_QUESTION_WORDS = re.compile(
+    r"为什么|為什麼|为何|為何|什么|什麼|怎么样|怎麼樣|怎么|怎麼|如何|哪里|哪裡|哪儿|哪兒|哪个|哪個"
+    r"|哪些|哪一|哪|谁|誰|多少|几|幾|是否|吗|嗎|呢|请问|請問"
+)
+_ENGLISH_QUESTION_TEXT = """
+about above after again all also am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has
+have having he her here hers him his how i if in into is it its itself just me more most my no
+nor not now of off on once only or other our out over own same she should so some such than that
+the their them then there these they this those through to too under until up very was we were
+what when where which while who whom why will with would you your yours please tell explain
+describe give show find know say said
 """
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+ENGLISH_QUESTION_WORDS = frozenset(_ENGLISH_QUESTION_TEXT.split())
+# What a question asks for, and what a sentence that answers it contains.
+_ASKS_NUMBER = re.compile(
+    r"\bhow (?:many|much|often)\b|\bwhat (?:number|percentage|share|amount)\b|多少|几|幾|多大|多高"
+    r"|多重|多远|多遠|比例|百分之",
+    re.IGNORECASE,
+)
+_ASKS_TIME = re.compile(
+    r"\bwhen\b|\bwhat (?:year|date|day|month|time)\b|\bwhich (?:year|date|day|month)\b"
+    r"|\bhow long\b|什么时候|什麼時候|何时|何時|哪一?年|哪天|几时|幾時|多久"
+    r"|多长时间|多長時間|几年|幾年",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万萬亿億两兩]")
+_TIME = re.compile(
+    r"\b(?:1[5-9]|20)\d\d\b|\b\d+\s*(?:days?|weeks?|months?|years?|hours?|minutes?|seconds?)\b"
+    r"|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|[年月日天周週时時分秒]"
+    r"|世纪|世紀|年代",
+    re.IGNORECASE,
+)
+# Markup that must never be quoted: Markdown links and images, URLs, emphasis, inline code,
+# HTML tags, template tags, attribute lists.
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_URL = re.compile(r"<?\bhttps?://\S+?>?(?=[\s)\]\u3002\uff0c,.;]*(?:\s|$))")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|`+)(?=\S)(.+?)(?<=\S)\1")
+_TAGS = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{:[^}]*\}|</?[a-zA-Z][^>]*>|<!--.*?-->")
+_HEADING_MARK = re.compile(r"^#{1,6}\s+")
+_FIELD_LINE = re.compile(r"^[A-Za-z_][\w-]*:\s")  # "keywords: a, b": front matter, not prose
 
 
 @dataclass(frozen=True)
 class ScoredSentence:
-    """A sentence of passage n (1-based) with its relevance to the question."""
+    """A sentence of passage n (1-based) with its relevance to the question and its parts."""
 
     text: str
     n: int
@@ -59,37 +106,65 @@ class ExtractiveAnswer:
     sentences: list[ScoredSentence] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    text: str
+    n: int
+    terms: frozenset[str]
+    context: frozenset[str]
+
+
 class ExtractiveGenerator:
-    """Compose a cited answer from the most relevant sentences of the passages.
+    """Compose a cited answer from the sentences of the passages that answer the question.
 
-    embed: maps a list of texts to an (n, d) array of L2-normalised vectors.
-    max_sentences: sentences in an answer (1 or more).
-    threshold: minimum blended score in [0, 1] for a sentence to be used.
-    relative: a sentence must also score at least this share of the best sentence's score, so a
-    strong answer is not diluted by weak neighbours.
-    lexical_weight: share of the score that comes from word overlap (the rest is cosine).
+    Parameters:
+        embed: maps a list of texts to an (n, d) array of L2-normalised vectors.
+        terms: the BM25 analysis, text -> terms (default `retrieval.tokenize.Bm25Tokenizer()`).
+        idf: the knowledge base's idf of some terms (term -> idf >= 0); terms it does not know
+            weigh as the rarest known term. None weighs every term alike.
+        embed_languages: languages ("en", "zh") whose cosine similarity is used; None for all.
+        max_sentences: sentences in an answer (1 or more).
+        threshold: minimum score in [0, 1] for a sentence to be used; below it for every
+            sentence, the answer is "not found".
+        relative: a further sentence must score at least this share of the best one's.
+        weights: the score's parts, (coverage, similarity, rank, answer type), each >= 0; the
+            similarity part is left out (and the others rescaled) where the embedder does not
+            cover the question's language.
+        context_share: share of coverage that may come from the neighbouring sentences.
+        embed_candidates: sentences embedded per question, the best by the other parts (the
+            embedding is the costly step).
 
-    >>> generator = ExtractiveGenerator(embedder.embed)  # doctest: +SKIP
+    >>> generator = ExtractiveGenerator(embedder.embed, Bm25Tokenizer())  # doctest: +SKIP
     >>> generator.answer("How long is the warranty?", passages).text  # doctest: +SKIP
-    'The warranty lasts two years from delivery. [1]'
+    'The warranty lasts two years from delivery [1].'
     """
 
     def __init__(
         self,
         embed: EmbedFunction,
+        terms: TermsFunction | None = None,
+        idf: IdfFunction | None = None,
         *,
+        embed_languages: frozenset[str] | None = frozenset({"en"}),
         max_sentences: int = 3,
         threshold: float = 0.35,
-        relative: float = 0.65,
-        lexical_weight: float = 0.5,
+        relative: float = 0.8,
+        weights: tuple[float, float, float, float] = (0.6, 0.25, 0.05, 0.1),
+        context_share: float = 0.25,
+        embed_candidates: int = 16,
         min_words: int = 4,
         max_chars: int = 500,
     ) -> None:
         self.embed = embed
+        self.terms = terms or Bm25Tokenizer()
+        self.idf = idf
+        self.embed_languages = embed_languages
         self.max_sentences = max(1, max_sentences)
         self.threshold = threshold
         self.relative = relative
-        self.lexical_weight = lexical_weight
+        self.weights = weights
+        self.context_share = context_share
+        self.embed_candidates = embed_candidates
         self.min_words = min_words
         self.max_chars = max_chars
 
@@ -97,53 +172,142 @@ class ExtractiveGenerator:
         """The answer to question from passages numbered [1]..[n] in the order given."""
         chosen = self.select(question, passages)
         if not chosen:
-            return ExtractiveAnswer(NOT_FOUND_ANSWER, found=False)
-        text = " ".join(_cited(s.text, s.n) for s in chosen)
+            return ExtractiveAnswer(not_found_answer(question), found=False)
+        text = " ".join(cited(s.text, s.n) for s in chosen)
+        if has_cjk(text):
+            text = re.sub(r"(?<=[\u3002\uff01\uff1f]) (?=\S)", "", text)
         return ExtractiveAnswer(text, found=True, sentences=chosen)
 
     def select(self, question: str, passages: Sequence[Passage]) -> list[ScoredSentence]:
         """The sentences that answer best, best first, at most max_sentences."""
         candidates = self._candidates(passages)
-        if not candidates or not question.strip():
+        asked = self._question_terms(question)
+        if not candidates or not asked:
             return []
-        vectors = np.asarray(self.embed([question] + [text for text, _ in candidates]))
-        similarities = vectors[1:] @ vectors[0]
-        query_words = content_words(question)
-        scored = []
-        for (text, n), similarity in zip(candidates, similarities.tolist(), strict=True):
-            overlap = word_overlap(query_words, content_words(text))
-            score = (1 - self.lexical_weight) * max(similarity, 0.0) + self.lexical_weight * overlap
-            scored.append(ScoredSentence(text, n, score, similarity, overlap))
+        weights = self._term_weights(asked)
+        total = sum(weights.values())
+        coverage = [self._coverage(c, weights, total) for c in candidates]
+        kind = _answer_kind(question)
+        fits = [_fits(kind, c.text) for c in candidates]
+        ranks = [1.0 / (1.0 + 0.25 * (c.n - 1)) for c in candidates]
+        w_cover, w_sim, w_rank, w_kind = self.weights
+        if not self._embeds(question):
+            w_sim = 0.0
+        scale = w_cover + w_sim + w_rank + w_kind
+        partial = [
+            (w_cover * cover + w_rank * rank + w_kind * fit) / scale
+            for cover, rank, fit in zip(coverage, ranks, fits, strict=True)
+        ]
+        similarity = self._similarities(question, candidates, partial, w_sim > 0)
+        scored = [
+            ScoredSentence(c.text, c.n, base + w_sim * sim / scale, sim, cover)
+            for c, base, sim, cover in zip(candidates, partial, similarity, coverage, strict=True)
+        ]
+        return self._chosen(scored)
+
+    def _chosen(self, scored: list[ScoredSentence]) -> list[ScoredSentence]:
         scored.sort(key=lambda s: s.score, reverse=True)
         floor = max(self.threshold, scored[0].score * self.relative)
         chosen: list[ScoredSentence] = []
         for sentence in scored:
             if sentence.score < floor or len(chosen) == self.max_sentences:
                 break
-            if not any(_near_duplicate(sentence.text, c.text) for c in chosen):
+            if not any(near_duplicate(sentence.text, c.text, self.terms) for c in chosen):
                 chosen.append(sentence)
         return chosen
 
-    def _candidates(self, passages: Sequence[Passage]) -> list[tuple[str, int]]:
+    def _question_terms(self, question: str) -> frozenset[str]:
+        stripped = _QUESTION_WORDS.sub(" ", question)
+        stop = set(self.terms(" ".join(ENGLISH_QUESTION_WORDS)))
+        return frozenset(t for t in self.terms(stripped) if t not in stop)
+
+    def _term_weights(self, asked: frozenset[str]) -> dict[str, float]:
+        if self.idf is None:
+            return dict.fromkeys(asked, 1.0)
+        known = {t: max(0.0, float(v)) for t, v in self.idf(sorted(asked)).items()}
+        rarest = max(known.values(), default=1.0) or 1.0
+        return {t: known.get(t, rarest) for t in asked}
+
+    def _coverage(self, candidate: _Candidate, weights: dict[str, float], total: float) -> float:
+        if total <= 0:
+            return 0.0
+        own = sum(w for t, w in weights.items() if t in candidate.terms) / total
+        around = sum(w for t, w in weights.items() if t in candidate.context) / total
+        return (1 - self.context_share) * own + self.context_share * around
+
+    def _embeds(self, question: str) -> bool:
+        return self.embed_languages is None or language_of(question) in self.embed_languages
+
+    def _similarities(
+        self, question: str, candidates: list[_Candidate], partial: list[float], use: bool
+    ) -> list[float]:
+        """Cosine of the question and each of the embed_candidates best candidates (0 for the
+        others, and for all when use is False)."""
+        similarity = [0.0] * len(candidates)
+        if not use:
+            return similarity
+        best = sorted(range(len(candidates)), key=lambda i: -partial[i])[: self.embed_candidates]
+        vectors = np.asarray(self.embed([question] + [candidates[i].text for i in best]))
+        for i, value in zip(best, (vectors[1:] @ vectors[0]).tolist(), strict=True):
+            similarity[i] = max(0.0, value)
+        return similarity
+
+    def _candidates(self, passages: Sequence[Passage]) -> list[_Candidate]:
         seen: set[str] = set()
         candidates = []
         for n, passage in enumerate(passages, start=1):
-            for sentence in split_sentences(_without_table_rows(passage.text)):
-                sentence = sentence.strip(" -*!\u2022")
+            sentences = [plain_text(s) for s in split_sentences(_without_table_rows(passage.text))]
+            term_sets = [frozenset(self.terms(s)) for s in sentences]
+            for i, sentence in enumerate(sentences):
                 key = sentence.lower()
                 if key in seen or not self._is_statement(sentence):
                     continue
                 seen.add(key)
-                candidates.append((_clip(sentence, self.max_chars), n))
+                context = frozenset().union(*term_sets[max(0, i - 1) : i + 2])
+                text = _clip(sentence, self.max_chars)
+                candidates.append(_Candidate(text, n, term_sets[i], context))
         return candidates
 
     def _is_statement(self, sentence: str) -> bool:
-        """A full sentence, not a heading, a caption stub, a lead-in ending in a colon or the
-        rows of a table (cells between | bars: quoted whole they read as noise)."""
-        words = len(sentence.split())
+        """A full sentence, not a heading, a caption stub, a lead-in ending in a colon, a
+        front-matter field or the rows of a table (quoted whole they read as noise)."""
+        words = word_count(sentence)
         if words < self.min_words or sentence.count("|") >= _TABLE_BARS:
             return False
+        if _FIELD_LINE.match(sentence) and words < _LONG_FRAGMENT_WORDS:
+            return False
         return bool(_FULL_STOP.search(sentence)) or words >= _LONG_FRAGMENT_WORDS
+
+
+def plain_text(sentence: str) -> str:
+    """A sentence as a reader should see it quoted: link text without its address, no image,
+    URL, emphasis mark, inline code mark, HTML or template tag, heading mark or bullet."""
+    text = _IMAGE.sub("", sentence)
+    text = _LINK.sub(r"\1", text)
+    text = _TAGS.sub("", text)
+    text = _URL.sub("", text)
+    text = _EMPHASIS.sub(r"\2", text)
+    text = _HEADING_MARK.sub("", text.strip())
+    text = re.sub(r"\s{2,}", " ", text)
+    return text.strip(" -*!>\u2022\t")
+
+
+def _answer_kind(question: str) -> str | None:
+    if _ASKS_TIME.search(question):
+        return "time"
+    if _ASKS_NUMBER.search(question):
+        return "number"
+    return None
+
+
+def _fits(kind: str | None, sentence: str) -> float:
+    """1 when the sentence has what the question asks for (or it asks for nothing in
+    particular), 0 when it lacks it."""
+    if kind == "time":
+        return 1.0 if _TIME.search(sentence) else 0.0
+    if kind == "number":
+        return 1.0 if _NUMBER.search(sentence) else 0.0
+    return 1.0
 
 
 def _without_table_rows(text: str) -> str:
@@ -152,37 +316,35 @@ def _without_table_rows(text: str) -> str:
     return "\n".join(line for line in text.split("\n") if line.count("|") < _TABLE_BARS)
 
 
-def content_words(text: str) -> set[str]:
-    """Lower-cased words of text without stop words, with a plural 's' removed."""
-    words = set()
-    for word in _WORD.findall(text.lower()):
-        if word in _STOPWORDS or (len(word) < 2 and not word.isdigit()):
-            continue
-        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-            word = word[:-1]
-        words.add(word)
-    return words
+def content_terms(text: str, terms: TermsFunction) -> set[str]:
+    """The BM25 terms of text less English question and function words."""
+    stop = set(terms(" ".join(ENGLISH_QUESTION_WORDS)))
+    return {t for t in terms(text) if t not in stop}
 
 
-def word_overlap(query: set[str], sentence: set[str]) -> float:
-    """Share of the query's content words found in the sentence, in [0, 1]."""
-    return len(query & sentence) / len(query) if query else 0.0
-
-
-def _near_duplicate(a: str, b: str) -> bool:
-    words_a, words_b = content_words(a), content_words(b)
-    if not words_a or not words_b:
+def near_duplicate(a: str, b: str, terms: TermsFunction) -> bool:
+    """Whether two sentences share more than 80% of the shorter one's terms."""
+    terms_a, terms_b = content_terms(a, terms), content_terms(b, terms)
+    if not terms_a or not terms_b:
         return False
-    return len(words_a & words_b) / min(len(words_a), len(words_b)) > 0.8
+    return len(terms_a & terms_b) / min(len(terms_a), len(terms_b)) > 0.8
 
 
 def _clip(sentence: str, limit: int) -> str:
     if len(sentence) <= limit:
         return sentence
-    return sentence[: limit - 1].rsplit(" ", 1)[0] + "\u2026"
+    cut = sentence[: limit - 1]
+    if not has_cjk(cut[-20:]):
+        cut = cut.rsplit(" ", 1)[0]
+    return cut + "\u2026"
 
 
-def _cited(text: str, n: int) -> str:
-    """The sentence with its marker before the full stop: 'It lasts two years [1].'"""
-    text = text.strip().rstrip(".;:,").rstrip()
+def cited(text: str, n: int) -> str:
+    """The sentence with its marker before the full stop: 'It lasts two years [1].',
+    '年假为十五天[1]。'."""
+    text = text.strip()
+    if has_cjk(text[-2:]) or text.endswith(("\u3002", "\uff1b", "\uff0c", "\uff1a")):
+        end = text[-1] if text.endswith(("\uff01", "\uff1f")) else "\u3002"
+        return f"{text.rstrip('。；，：.;:,！？!?').rstrip()}[{n}]{end}"
+    text = text.rstrip(".;:,").rstrip()
     return f"{text} [{n}]."

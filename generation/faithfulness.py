@@ -20,6 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
+from retrieval.text import CJK_RANGES, fold, has_cjk, word_count
+
 from .citations import find_citations, split_sentences
 
 EmbedFunction = Callable[[Sequence[str]], np.ndarray]
@@ -72,7 +74,9 @@ _ABSTENTION = re.compile(
     r"contain|specify|say|state|include)|do not (?:provide|mention|contain|specify|say|state|"
     r"include)|no (?:specific )?(?:information|mention|details?)|not (?:mentioned|provided|"
     r"specified|stated)|is not clear|not (?:be )?found in the (?:documents?|sources?|context|"
-    r"passages?|provided))\b",
+    r"passages?|provided))\b"
+    # Chinese (Simplified and Traditional): "not found in the documents", "not mentioned", ...
+    r"|(?:没有|沒有|未)(?:找到|提到|提及|说明|說明|提供)|无法回答|無法回答|(?:文档|文件|资料|資料)中(?:没有|沒有)",
     re.IGNORECASE,
 )
 
@@ -103,7 +107,7 @@ def split_claims(answer: str) -> list[str]:
     for sentence in split_sentences(answer):
         for piece in re.split(r";\s+", strip_citations(_LIST_MARK.sub("", sentence))):
             piece = piece.strip().rstrip(":")
-            if len(piece.split()) >= 3:
+            if word_count(piece) >= 3:
                 claims.append(piece)
     whole = strip_citations(answer)
     return claims or ([whole] if whole else [])
@@ -226,6 +230,8 @@ def _citation_needed(
 # --- Answer correctness -------------------------------------------------------------------------
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+_CJK_TOKEN = re.compile(rf"[{CJK_RANGES}]|[^\W{CJK_RANGES}]+")
+_WORD_CHARACTERS = re.compile(r"[^\W_]+")
 _PUNCTUATION = set(string.punctuation)
 
 
@@ -236,18 +242,31 @@ def normalize_answer(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
+def answer_tokens(text: str) -> list[str]:
+    """The tokens F1 counts: SQuAD's normalised words, with Chinese text (folded to Simplified)
+    counted character by character, as CMRC 2018's official evaluation does."""
+    tokens = []
+    for word in normalize_answer(fold(text)).split():
+        if has_cjk(word):
+            tokens.extend(_CJK_TOKEN.findall(word))
+        else:
+            tokens.append(word)
+    return tokens
+
+
 def token_f1(prediction: str, reference: str) -> float:
     """Token-level F1 between an answer and a reference answer, in [0, 1].
 
-    Both are normalised (`normalize_answer`) and split on white space; with the multiset of
-    shared tokens, precision = shared / prediction tokens and recall = shared / reference tokens.
-    Two empty answers score 1.0, one empty answer 0.0.
+    Both are normalised (`normalize_answer`) and split into `answer_tokens`; with the multiset
+    of shared tokens, precision = shared / prediction tokens and recall = shared / reference
+    tokens. Two empty answers score 1.0, one empty answer 0.0.
 
     Source: P. Rajpurkar et al., "SQuAD: 100,000+ Questions for Machine Comprehension of Text",
-    EMNLP 2016; the official evaluate-v2.0.py `compute_f1`.
+    EMNLP 2016; the official evaluate-v2.0.py `compute_f1`; characters for Chinese as in Cui et
+    al., "A Span-Extraction Dataset for Chinese Machine Reading Comprehension", EMNLP 2019.
     """
-    predicted = normalize_answer(prediction).split()
-    expected = normalize_answer(reference).split()
+    predicted = answer_tokens(prediction)
+    expected = answer_tokens(reference)
     if not predicted or not expected:
         return float(predicted == expected)
     shared = sum((Counter(predicted) & Counter(expected)).values())
@@ -255,6 +274,17 @@ def token_f1(prediction: str, reference: str) -> float:
         return 0.0
     precision, recall = shared / len(predicted), shared / len(expected)
     return 2 * precision * recall / (precision + recall)
+
+
+def states_reference(answer: str, references: Sequence[str]) -> bool:
+    """Whether the answer contains one of the reference answers, both folded (case, width,
+    Traditional to Simplified) and without spaces or punctuation: CMRC-style containment."""
+    text = _compact(answer)
+    return any((ref := _compact(reference)) and ref in text for reference in references)
+
+
+def _compact(text: str) -> str:
+    return "".join(_WORD_CHARACTERS.findall(fold(text).lower()))
 
 
 def rouge_l(prediction: str, reference: str) -> float:

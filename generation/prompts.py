@@ -18,9 +18,23 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from retrieval.text import reply_language
 from retrieval.types import Passage
 
-NOT_FOUND_ANSWER = "The answer was not found in the documents."
+# The reply when the sources lack the answer, in the language (and Chinese script) of the
+# question; "en" serves every language without its own.
+NOT_FOUND_ANSWERS = {
+    "en": "The answer was not found in the documents.",
+    "zh-hans": "文档中没有找到答案。",
+    "zh-hant": "文件中沒有找到答案。",
+}
+NOT_FOUND_ANSWER = NOT_FOUND_ANSWERS["en"]
+# What the user message asks for, per reply language.
+_ANSWER_LANGUAGE = {
+    "en": "Answer in the language of the question.",
+    "zh-hans": "Answer in Simplified Chinese (简体中文), the language of the question.",
+    "zh-hant": "Answer in Traditional Chinese (繁體中文), the language of the question.",
+}
 
 SYSTEM_PROMPT = f"""\
 You answer questions about a company's documents using only the numbered sources provided.
@@ -70,6 +84,18 @@ def escape_source_text(text: str) -> str:
     return _DELIMITER.sub(lambda m: "\u2039" + m.group(1) + m.group(2), text)
 
 
+def not_found_answer(question: str) -> str:
+    """The "not found in the documents" reply in the language of question."""
+    return NOT_FOUND_ANSWERS[reply_language(question)]
+
+
+def system_prompt(language: str = "en") -> str:
+    """The answer prompt's system message; its exact not-found reply is in language."""
+    return SYSTEM_PROMPT.replace(
+        NOT_FOUND_ANSWER, NOT_FOUND_ANSWERS.get(language, NOT_FOUND_ANSWER)
+    )
+
+
 def format_source(n: int, passage: Passage) -> str:
     """One numbered source: '[n] title, page p: text' inside <source id="n"> delimiters."""
     title = escape_source_text(" ".join(passage.document_title.split()) or "Untitled")
@@ -94,7 +120,8 @@ def build_messages(
     oldest first; the last HISTORY_TURNS are kept so that the model can resolve references.
     Returns [system, *history, user] messages ready for /v1/chat/completions.
     """
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    language = reply_language(question)
+    messages = [{"role": "system", "content": system_prompt(language)}]
     for role, text in _recent(history, HISTORY_TURNS):
         # Earlier answers cite earlier sources; their numbers mean nothing against these ones.
         content = _CITATION_MARK.sub("", text).strip() if role == "assistant" else text
@@ -103,7 +130,7 @@ def build_messages(
     user = (
         f"Sources:\n{sources}\n\n"
         f"Question: {escape_source_text(question.strip())}\n\n"
-        "Answer using only the sources above and cite them as [n]."
+        "Answer using only the sources above and cite them as [n]. " + _ANSWER_LANGUAGE[language]
     )
     messages.append({"role": "user", "content": user})
     return messages

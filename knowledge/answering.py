@@ -13,24 +13,27 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext, gettext_lazy
 
-from generation.citations import check_citations
+from generation.citations import CitationRenumberer, check_citations
 from generation.client import CircuitBreaker, VllmClient
 from generation.errors import GenerationError
 from generation.extractive import ExtractiveGenerator
+from generation.judges import cached_embed
 from generation.prompts import (
-    NOT_FOUND_ANSWER,
     build_messages,
     clean_condensed_question,
     condense_messages,
     heuristic_standalone_question,
+    not_found_answer,
 )
+from retrieval.text import reply_language
+from retrieval.tokenize import Bm25Tokenizer
 from retrieval.types import Passage
 
 from .models import Conversation, Feedback, KnowledgeBase, Message
-from .services import get_embedder, search_passages
+from .services import get_embedder, idf_function, search_passages
 
 logger = logging.getLogger(__name__)
 
@@ -116,12 +119,27 @@ def reset_llm_clients() -> None:
     _llm_client.cache_clear()
 
 
-def get_extractive_generator() -> ExtractiveGenerator:
+def get_extractive_generator(knowledge_bases: Iterable[KnowledgeBase] = ()) -> ExtractiveGenerator:
+    """The extractive generator, weighing question terms by the knowledge bases' idf."""
+    embedder = get_embedder()
     return ExtractiveGenerator(
-        get_embedder().embed,
+        _sentence_embed(embedder),
+        _BM25_TERMS,
+        idf_function(knowledge_bases),
+        embed_languages=getattr(embedder, "languages", None),
         max_sentences=settings.RAG_EXTRACTIVE_SENTENCES,
         threshold=settings.RAG_EXTRACTIVE_THRESHOLD,
     )
+
+
+_BM25_TERMS = Bm25Tokenizer()
+
+
+@functools.cache
+def _sentence_embed(embedder) -> Callable[[list[str]], object]:
+    # One memory per embedder: passages come back question after question, and their sentences
+    # need not be embedded again (the embedding is most of an extractive answer's time).
+    return cached_embed(embedder.embed, max_texts=20_000)
 
 
 def llm_model_for(knowledge_bases: Iterable[KnowledgeBase]) -> str:
@@ -181,99 +199,141 @@ def stream_answer(
     standalone = _standalone_question(question, history, client, model)
     passages = search_passages(bases, standalone, top_k or settings.RAG_ANSWER_TOP_K, user=user)
     retrieved = time.perf_counter()
-    numbered = [_passage_dict(n, p) for n, p in enumerate(passages, start=1)]
-    yield AnswerEvent("sources", {"passages": numbered})
-
-    run = _GenerationRun(started)
-    if not passages:
-        yield from run.emit(NOT_FOUND_ANSWER, mode="extractive")  # nothing for a model to read
-    elif client is None:
-        yield from run.emit(_extractive_answer(standalone, passages), mode="extractive")
+    generator = get_extractive_generator(bases)
+    run = _GenerationRun(started, question, lambda: generator.answer(standalone, passages).text)
+    if not passages or client is None:
+        # The whole answer is known before it is shown: number the sources by first use now,
+        # so that the sources event is already in the answer's order.
+        first_use = CitationRenumberer(len(passages))
+        text = first_use.renumbered(run.fallback() if passages else not_found_answer(question))
+        passages = [passages[n - 1] for n in first_use.order()]
+        pieces = run.emit(text, mode="extractive")
     else:
-        messages = build_messages(standalone, passages, history)
-        yield from run.stream_llm(
-            client, model, messages, lambda: _extractive_answer(standalone, passages)
+        pieces = run.stream_llm(client, model, build_messages(standalone, passages, history))
+    # Numbers by first use as the answer streams (an identity for an answer numbered already).
+    renumber = CitationRenumberer(len(passages))
+    yield AnswerEvent("sources", {"passages": _numbered(passages)})
+    turn = _Turn(conversation, standalone, passages, run, started, retrieved)
+    try:
+        for piece in pieces:
+            if shown := renumber.feed(piece):
+                yield AnswerEvent("delta", {"text": shown})
+        if shown := renumber.flush():
+            yield AnswerEvent("delta", {"text": shown})
+    except GeneratorExit:
+        # The client left mid-answer: finish it anyway, so the conversation holds the answer.
+        for piece in pieces:
+            renumber.feed(piece)
+        turn.record(renumber)
+        raise
+    yield AnswerEvent("done", turn.record(renumber))
+
+
+class _Turn:
+    """One question's answer, recorded once in the conversation, whatever the client does."""
+
+    def __init__(self, conversation, standalone, passages, run, started, retrieved) -> None:
+        self.conversation = conversation
+        self.standalone = standalone
+        self.passages = passages
+        self.run = run
+        self.started = started
+        self.retrieved = retrieved
+
+    def record(self, renumber: CitationRenumberer) -> dict:
+        """Store the answer with its checked citations; return the REST ask object."""
+        run = self.run
+        order = renumber.order()
+        passages = [self.passages[n - 1] for n in order] if self.passages else []
+        checked = check_citations(renumber.renumbered(run.answer), passages)
+        finished = time.perf_counter()
+        timings = {
+            "retrieval_ms": _ms(self.retrieved - self.started),
+            "first_token_ms": _ms(run.first_token - self.started) if run.first_token else None,
+            "generation_ms": _ms(finished - self.retrieved),
+            "total_ms": _ms(finished - self.started),
+        }
+        citations = [citation.as_dict() for citation in checked.citations]
+        message = Message.objects.create(
+            conversation=self.conversation,
+            role=Message.Role.ASSISTANT,
+            text=checked.answer,
+            citations=citations,
+            mode=run.mode,
+            standalone_question=self.standalone,
+            timings=timings,
+            notice=run.notice or "",
         )
-    checked = check_citations(run.answer, passages)
-    finished = time.perf_counter()
-    timings = {
-        "retrieval_ms": _ms(retrieved - started),
-        "first_token_ms": _ms(run.first_token - started) if run.first_token else None,
-        "generation_ms": _ms(finished - retrieved),
-        "total_ms": _ms(finished - started),
-    }
-    citations = [citation.as_dict() for citation in checked.citations]
-    message = Message.objects.create(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        text=checked.answer,
-        citations=citations,
-        mode=run.mode,
-        standalone_question=standalone,
-        timings=timings,
-        notice=run.notice or "",
-    )
-    Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-    yield AnswerEvent(
-        "done",
-        {
+        Conversation.objects.filter(pk=self.conversation.pk).update(updated_at=timezone.now())
+        return {
             "answer": checked.answer,
             "citations": citations,
-            "conversation": conversation.pk,
+            "conversation": self.conversation.pk,
             "message": message.pk,
             "mode": run.mode,
             "invalid_citations": checked.invalid_citations,
             "uncited_sentences": checked.uncited_sentences,
             "notice": run.notice,
-            "standalone_question": standalone,
+            "standalone_question": self.standalone,
             "timings": timings,
-            "passages": numbered,
-        },
-    )
+            "passages": _numbered(passages),
+        }
+
+
+def _numbered(passages: list[Passage]) -> list[dict]:
+    return [_passage_dict(n, p) for n, p in enumerate(passages, start=1)]
 
 
 class _GenerationRun:
-    """The answer as it is generated: text, mode, fallback notice, time of the first piece."""
+    """The answer as it is generated: text, mode, fallback notice, time of the first piece.
+    Its generators yield the answer's text piece by piece."""
 
-    def __init__(self, started: float) -> None:
+    def __init__(self, started: float, question: str, fallback: Callable[[], str]) -> None:
         self.started = started
+        self.question = question
+        self.fallback = fallback
         self.answer = ""
         self.mode = "extractive"
         self.notice: str | None = None
         self.first_token: float | None = None
 
-    def emit(self, text: str, mode: str) -> Iterator[AnswerEvent]:
+    def emit(self, text: str, mode: str) -> Iterator[str]:
         """A ready answer, streamed sentence by sentence like a generated one."""
         self.mode = mode
         self.answer = text
         for piece in _pieces(text):
             self._mark_first()
-            yield AnswerEvent("delta", {"text": piece})
+            yield piece
 
-    def stream_llm(
-        self, client: VllmClient, model: str, messages: list[dict], fallback: Callable[[], str]
-    ) -> Iterator[AnswerEvent]:
+    def stream_llm(self, client: VllmClient, model: str, messages: list[dict]) -> Iterator[str]:
         pieces: list[str] = []
         try:
             for piece in client.stream_chat(messages, model=model):
                 self._mark_first()
                 pieces.append(piece)
-                yield AnswerEvent("delta", {"text": piece})
+                yield piece
         except GenerationError as error:
             logger.warning("LLM generation failed, answering extractively: %s", error)
-            self.notice = FALLBACK_NOTICE.format(reason=_reason(error, bool(pieces)))
+            with translation.override(_interface_language(self.question)):
+                self.notice = str(FALLBACK_NOTICE).format(reason=_reason(error, bool(pieces)))
             if pieces:
                 # Not streamed after the broken text: the done answer replaces what was shown.
-                self.mode, self.answer = "extractive", fallback()
+                self.mode, self.answer = "extractive", self.fallback()
             else:
-                yield from self.emit(fallback(), mode="extractive")
+                yield from self.emit(self.fallback(), mode="extractive")
             return
         self.mode = "llm"
-        self.answer = "".join(pieces).strip() or NOT_FOUND_ANSWER
+        self.answer = "".join(pieces).strip() or not_found_answer(self.question)
 
     def _mark_first(self) -> None:
         if self.first_token is None:
             self.first_token = time.perf_counter()
+
+
+def _interface_language(question: str) -> str:
+    """The interface language for notices about an answer: Chinese for a Chinese question, else
+    the request's own language."""
+    return "zh-hans" if reply_language(question).startswith("zh") else translation.get_language()
 
 
 def _reason(error: GenerationError, streamed: bool) -> str:
@@ -283,7 +343,7 @@ def _reason(error: GenerationError, streamed: bool) -> str:
 
 def _pieces(text: str) -> list[str]:
     """Text cut after each sentence, keeping the spaces, so that the pieces join back to it."""
-    pieces = [p for p in re.split(r"(?<=[.!?\]])(\s+)", text) if p]
+    pieces = [p for p in re.split(r"(?<=[.!?\]\u3002\uff01\uff1f])(\s*)", text) if p]
     merged: list[str] = []
     for piece in pieces:
         if piece.isspace() and merged:
@@ -291,10 +351,6 @@ def _pieces(text: str) -> list[str]:
         else:
             merged.append(piece)
     return merged
-
-
-def _extractive_answer(question: str, passages: list[Passage]) -> str:
-    return get_extractive_generator().answer(question, passages).text
 
 
 def _standalone_question(

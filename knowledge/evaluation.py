@@ -27,10 +27,12 @@ from generation.faithfulness import (
     embedding_similarity,
     faithfulness,
     rouge_l,
+    states_reference,
     token_f1,
 )
 from generation.judges import make_judge
 from retrieval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
+from retrieval.text import fold
 
 from . import answering, services
 from .models import KnowledgeBase
@@ -57,6 +59,8 @@ class EvaluationQuestion:
     id: str
     question: str
     reference_answer: str | None = None
+    # Every accepted answer (CMRC 2018 has up to three annotators'); reference_answer is first.
+    reference_answers: list[str] = field(default_factory=list)
     reference_contexts: list[str] = field(default_factory=list)
     relevant_doc_ids: list[int] = field(default_factory=list)
 
@@ -88,6 +92,8 @@ def _parse_question(line: str, where: str) -> EvaluationQuestion:
             id=str(row.get("id", where.rsplit(":", 1)[1])),
             question=question,
             reference_answer=row.get("reference_answer") or None,
+            reference_answers=[str(a) for a in row.get("reference_answers") or [] if str(a)]
+            or ([str(row["reference_answer"])] if row.get("reference_answer") else []),
             reference_contexts=[str(c) for c in row.get("reference_contexts") or []],
             relevant_doc_ids=[int(i) for i in row.get("relevant_doc_ids") or []],
         )
@@ -151,7 +157,8 @@ class EvaluationRun:
         texts = [p["text"] for p in answer["passages"]]
         row["faithfulness"] = _faithfulness_row(answer["answer"], texts, self.judge, item)
         row["citations"] = _citation_row(answer["answer"], texts, self.judge)
-        row["correctness"] = _correctness_row(answer["answer"], item.reference_answer)
+        cited = [citation["document_id"] for citation in answer["citations"]]
+        row["correctness"] = _correctness_row(answer["answer"], item, cited)
         row["latency_ms"] = dict(answer.get("timings") or {})
         row["latency_ms"]["ranking_ms"] = ranking_ms
         row["latency_ms"]["judge_ms"] = round((time.perf_counter() - judged) * 1000)
@@ -189,7 +196,9 @@ class EvaluationRun:
             "citation_recall": judge,
             "citation_precision": judge,
             "embedding_similarity": services.get_embedder().name,
-            "token_f1": "SQuAD token F1 (no judge)",
+            "token_f1": "SQuAD token F1, Chinese by character (no judge)",
+            "reference_stated": "a reference answer contained in the answer (no judge)",
+            "own_context_cited": "a relevant document cited (no judge)",
             "rouge_l": "rouge-score ROUGE-L F (no judge)",
             "retrieval": "relevant_doc_ids or reference_contexts (no judge)",
         }
@@ -230,11 +239,19 @@ def _citation_row(answer: str, texts: list[str], judge: Judge) -> dict[str, Any]
     }
 
 
-def _correctness_row(answer: str, reference: str | None) -> dict[str, float] | None:
+def _correctness_row(answer: str, item: EvaluationQuestion, cited_documents=()) -> dict | None:
+    """Answer scores against the references: token F1, ROUGE-L and embedding similarity with
+    the reference answer; whether the answer states one of the reference answers; whether it
+    cites one of the question's relevant documents (its own context)."""
+    row: dict[str, Any] = {}
+    if item.relevant_doc_ids:
+        row["own_context_cited"] = float(bool(set(cited_documents) & set(item.relevant_doc_ids)))
+    reference = item.reference_answer
     if not reference:
-        return None
-    return {
-        "token_f1": token_f1(answer, reference),
+        return row or None
+    return row | {
+        "reference_stated": float(states_reference(answer, item.reference_answers or [reference])),
+        "token_f1": max(token_f1(answer, ref) for ref in item.reference_answers or [reference]),
         "rouge_l": rouge_l(answer, reference),
         "embedding_similarity": embedding_similarity(
             answer, reference, services.get_embedder().embed
@@ -286,7 +303,7 @@ def _context_label(passage, references: list[set[str]]) -> str:
 
 
 def _shingles(text: str) -> set[str]:
-    letters = re.sub(r"[^0-9a-z]", "", text.lower())
+    letters = "".join(re.findall(r"[^\W_]+", fold(text).lower()))
     if len(letters) <= _SHINGLE:
         return {letters} if letters else set()
     return {letters[i : i + _SHINGLE] for i in range(0, len(letters) - _SHINGLE + 1)}
@@ -320,7 +337,13 @@ def _metric_names(rows: list[dict[str, Any]]) -> dict[str, list[str]]:
         "retrieval": [],
         "faithfulness": ["score"],
         "citations": ["recall", "precision"],
-        "correctness": ["token_f1", "rouge_l", "embedding_similarity"],
+        "correctness": [
+            "reference_stated",
+            "own_context_cited",
+            "token_f1",
+            "rouge_l",
+            "embedding_similarity",
+        ],
     }
     for row in rows:
         for metric, value in (row.get("retrieval") or {}).items():

@@ -13,7 +13,7 @@ import logging
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -39,7 +39,7 @@ from retrieval.errors import IndexNotBuiltError, ParseError
 from retrieval.hybrid import HybridRetriever
 from retrieval.parsing import parse_document
 from retrieval.rerank import Candidate, CrossEncoderReranker, NoReranker, Reranker, WindowReranker
-from retrieval.sparse import Bm25Index
+from retrieval.sparse import Bm25Index, present_idf
 from retrieval.store import IndexPair, IndexStore
 from retrieval.types import Hit, Passage
 
@@ -778,6 +778,21 @@ class KnowledgeBaseNotFoundError(Exception):
     def __init__(self, ids: Iterable[int] = ()) -> None:
         ids = sorted(ids)
         listed = ", ".join(str(i) for i in ids)
+def idf_function(
+    knowledge_bases: Iterable[KnowledgeBase],
+) -> Callable[[Sequence[str]], dict[str, float]]:
+    """The idf of BM25 terms over the knowledge bases' published indexes taken together, for
+    weighing a question's words by how rare they are there (terms found nowhere left out)."""
+    sparse = [
+        pair.sparse for kb in knowledge_bases if (pair := loaded_index(kb)) and len(pair.sparse)
+    ]
+
+    def idf(terms: Sequence[str]) -> dict[str, float]:
+        return present_idf(sparse, list(terms))
+
+    return idf
+
+
         super().__init__(f"No such knowledge base: {listed}." if ids else "No such knowledge base.")
         self.ids = ids
 

@@ -11,10 +11,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from .text import CHUNK_SEPARATORS as SEPARATORS
 from .types import ChunkText, Section
-
-# Paragraphs, lines, sentences (Latin and CJK), clauses, words, then characters.
-SEPARATORS = ["\n\n", "\n", ". ", "。", "! ", "? ", "; ", ", ", " ", ""]
 
 
 def chunk_sections(

@@ -31,6 +31,8 @@ class Embedder(Protocol):
     name: str
     dimension: int
     max_tokens: int
+    # Languages ("en", "zh") whose texts the model places meaningfully; None for any language.
+    languages: frozenset[str] | None
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
@@ -46,8 +48,11 @@ class _TokenizerMixin:
     _tokenizer: Any
     _counter: Any = None  # a copy of the fast tokenizer's Rust backend, never truncating
 
-    def _use_tokenizer(self, tokenizer: Any) -> None:
+    languages: frozenset[str] | None = None
+
+    def _use_tokenizer(self, tokenizer: Any, folder: Path | None = None) -> None:
         self._tokenizer = tokenizer
+        self.languages = model_languages(folder, tokenizer)
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is not None:
             # Chunking counts tens of thousands of small pieces, most of them twice (the text
@@ -85,6 +90,41 @@ class _TokenizerMixin:
         return pieces
 
 
+# A vocabulary with this share of tokens in Chinese script was trained on Chinese text (MiniLM's
+# English WordPiece vocabulary has 1.6%, 488 single characters; Chinese and multilingual
+# vocabularies have far more).
+CHINESE_VOCABULARY_SHARE = 0.05
+_MODEL_CARD_LANGUAGE = re.compile(r"^language:\s*(.*)$((?:\n\s*-\s*.*)*)", re.MULTILINE)
+
+
+def model_languages(folder: Path | None, tokenizer: Any = None) -> frozenset[str] | None:
+    """The languages a model covers: "en" and "zh" codes, or None for a multilingual model.
+
+    Read from the `language:` field of the model card (README.md) when there is one
+    ("multilingual" or more than a few languages: None), else guessed from the tokenizer's
+    vocabulary (enough Chinese-script tokens: Chinese as well as English), else None.
+    """
+    card = folder / "README.md" if folder is not None else None
+    if card is not None and card.is_file():
+        match = _MODEL_CARD_LANGUAGE.search(card.read_text(errors="replace"))
+        if match:
+            codes = re.findall(r"[A-Za-z][\w-]*", match.group(1) + match.group(2))
+            codes = [code.lower() for code in codes]
+            if "multilingual" in codes or len(codes) > 3:
+                return None
+            return frozenset("zh" if code.startswith("zh") else code for code in codes)
+    vocabulary = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else None
+    if not vocabulary:
+        return None
+    chinese = sum(1 for token in vocabulary if _CHINESE_TOKEN.search(token))
+    return frozenset(
+        {"en", "zh"} if chinese / len(vocabulary) >= CHINESE_VOCABULARY_SHARE else {"en"}
+    )
+
+
+_CHINESE_TOKEN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
 class SentenceTransformerEmbedder(_TokenizerMixin):
     """A sentence-transformers model; vectors are float32 and L2-normalised.
 
@@ -117,7 +157,7 @@ class SentenceTransformerEmbedder(_TokenizerMixin):
             raise RetrievalError(f"The embedding model {model!r} has no fixed dimension or length.")
         self.dimension = int(dimension)
         self.max_tokens = int(max_length) - 2
-        self._use_tokenizer(self._model.tokenizer)
+        self._use_tokenizer(self._model.tokenizer, Path(model) if local else None)
 
     def embed(self, texts: Sequence[str], progress: ProgressCallback | None = None) -> np.ndarray:
         """Embed texts in batches; progress(done, total) is called every couple of batches.
@@ -228,7 +268,7 @@ class OnnxEmbedder(_TokenizerMixin):
 
         self.backend = "onnx-int8" if quantize else "onnx"
         self.config = SentenceConfig.read(folder)
-        self._use_tokenizer(AutoTokenizer.from_pretrained(folder))
+        self._use_tokenizer(AutoTokenizer.from_pretrained(folder), folder)
         self.model_path = cached_onnx_model(folder, Path(cache_dir), quantize)
         self._session = _inference_session(self.model_path, threads)
         self._inputs = [i.name for i in self._session.get_inputs() if i.name in _INPUT_NAMES]
@@ -445,6 +485,7 @@ class HashingEmbedder:
 
     def __init__(self, dimension: int = 256, max_tokens: int = 254) -> None:
         self.name = f"hashing-{dimension}"
+        self.languages: frozenset[str] | None = None  # hashed words mean the same in any language
         self.dimension = dimension
         self.max_tokens = max_tokens
 

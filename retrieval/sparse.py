@@ -17,6 +17,7 @@ so a warm index answers from precomputed weights.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import zipfile
@@ -604,6 +605,25 @@ def pooled_idf(indexes: Sequence[Bm25Index], query: str | Sequence[str]) -> dict
         raw = np.log(documents - count + 0.5) - np.log(count + 0.5) if count else 0.0
         idf[term] = float(raw) if raw >= 0 else floor
     return idf
+
+
+def present_idf(indexes: Sequence[Bm25Index], terms: Sequence[str]) -> dict[str, float]:
+    """Lucene's always-positive idf, log(1 + (N - n + 0.5) / (n + 0.5)), of the terms found in
+    any of the indexes, over their documents taken together; terms found nowhere are left out.
+
+    For weighing a question's words by rarity (extractive answers): unlike BM25Okapi's idf it
+    stays positive in a base of a few documents, where every word is in most of them.
+    """
+    if not indexes or not terms:
+        return {}
+    statistics = [index.term_statistics(list(terms)) for index in indexes]
+    documents = sum(part.documents for part in statistics)
+    result = {}
+    for term in dict.fromkeys(terms):
+        frequency = sum(part.frequencies.get(term, 0) for part in statistics)
+        if frequency:
+            result[term] = math.log1p((documents - frequency + 0.5) / (frequency + 0.5))
+    return result
 
 
 def _accumulate(

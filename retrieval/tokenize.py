@@ -12,6 +12,8 @@ from typing import Any
 
 import Stemmer
 
+from .text import CJK_RANGES, fold
+
 # Lucene's English stop words (the list bm25s calls "en"); short on purpose, because a long list
 # removes words that matter in questions ("not", "between", "only").
 ENGLISH_STOPWORDS = frozenset(
@@ -21,16 +23,9 @@ ENGLISH_STOPWORDS = frozenset(
 )
 _STOPWORD_LISTS = {"en": ENGLISH_STOPWORDS}
 
-# Scripts written without spaces between words (Han, kana; Hangul, whose words are long
-# agglutinated runs). The iteration mark 々 and 〇 are Han in use; the katakana middle dot is not.
-_CJK = (
-    "\u1100-\u11ff\u3005\u3007\u3041-\u309f\u30a0-\u30fa\u30fc-\u30ff\u3131-\u318e"
-    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7a3\uf900-\ufaff\uff66-\uff9f"
-    "\uffa0-\uffdc\U00020000-\U0003134f"
-)
 # A word (\w+) is cut where it switches between CJK and other scripts: "iphone手机" -> two pieces.
-_PIECE = re.compile(rf"[{_CJK}]+|[^\W{_CJK}]+")
-_CJK_START = re.compile(rf"[{_CJK}]")
+_PIECE = re.compile(rf"[{CJK_RANGES}]+|[^\W{CJK_RANGES}]+")
+_CJK_START = re.compile(rf"[{CJK_RANGES}]")
 
 
 class Bm25Tokenizer:
@@ -47,6 +42,9 @@ class Bm25Tokenizer:
             compared after lower-casing and before stemming.
         stemmer: a Snowball algorithm name known to PyStemmer ("english", "french", ...) or None.
         cjk_bigrams: split CJK runs into bigrams; when False a CJK run is one term.
+        fold: fold the text first (`retrieval.text.fold`: Traditional Chinese to Simplified,
+            full-width forms to ASCII), so that a Simplified query finds a Traditional text.
+            Indexes saved before folding existed load with False, as they were built.
 
     Raises:
         ValueError: for an unknown stop word list or stemmer name.
@@ -62,17 +60,21 @@ class Bm25Tokenizer:
         stopwords: str | Iterable[str] | None = "en",
         stemmer: str | None = "english",
         cjk_bigrams: bool = True,
+        fold: bool = True,
     ) -> None:
         self.lowercase = lowercase
         self.stopwords_setting = _stopwords_setting(stopwords)
         self.stemmer_name = stemmer
         self.cjk_bigrams = cjk_bigrams
+        self.fold = fold
         self._stopwords = _resolve_stopwords(self.stopwords_setting)
         self._stem = _stem_function(stemmer)
         self._stem_words = _stem_words_function(stemmer)
 
     def __call__(self, text: str) -> list[str]:
         """Return the terms of `text`, in reading order."""
+        if self.fold:
+            text = fold(text)
         if self.lowercase:
             text = text.lower()
         pieces = _PIECE.findall(text)
@@ -95,6 +97,7 @@ class Bm25Tokenizer:
             "stopwords": self.stopwords_setting,
             "stemmer": self.stemmer_name,
             "cjk_bigrams": self.cjk_bigrams,
+            "fold": self.fold,
         }
 
     @classmethod
@@ -104,10 +107,10 @@ class Bm25Tokenizer:
         Raises:
             ValueError: for unknown keys, stop word lists or stemmers.
         """
-        unknown = set(data) - {"lowercase", "stopwords", "stemmer", "cjk_bigrams"}
+        unknown = set(data) - {"lowercase", "stopwords", "stemmer", "cjk_bigrams", "fold"}
         if unknown:
             raise ValueError(f"Unknown tokenizer settings: {', '.join(sorted(unknown))}.")
-        return cls(**data)
+        return cls(**{"fold": False, **data})
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Bm25Tokenizer) and self.to_dict() == other.to_dict()

@@ -270,7 +270,18 @@ class TestTokenizer:
         assert Bm25Tokenizer()("北京大学") == ["北京", "京大", "大学"]
 
     def test_it_keeps_a_single_cjk_character_as_a_unigram(self) -> None:
-        assert Bm25Tokenizer()("学 東京タワー") == ["学", "東京", "京タ", "タワ", "ワー"]
+        tokenizer = Bm25Tokenizer(fold=False)
+        assert tokenizer("学 東京タワー") == ["学", "東京", "京タ", "タワ", "ワー"]
+
+    def test_it_folds_traditional_chinese_and_full_width_forms(self) -> None:
+        tokenizer = Bm25Tokenizer()
+        assert tokenizer("員工的年假") == tokenizer("员工的年假") == ["员工", "工的", "的年", "年假"]
+        assert tokenizer("ＶＰＮ帳號") == ["vpn", "帐号"]
+
+    def test_an_index_saved_before_folding_keeps_its_terms(self) -> None:
+        saved = Bm25Tokenizer(fold=False).to_dict()
+        del saved["fold"]
+        assert Bm25Tokenizer.from_dict(saved)("員工") == ["員工"]
 
     def test_it_separates_cjk_from_latin_in_one_word(self) -> None:
         assert Bm25Tokenizer()("iPhone手机") == ["iphon", "手机"]

@@ -4,7 +4,8 @@
 Turns a labelled dataset folder into a knowledge base plus an evaluation dataset for `evaluate`:
 - BEIR layout (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv): each corpus entry becomes a text
   document named <BEIR id>.txt ("title" then "text"); each query with judgements becomes a row
-  whose relevant_doc_ids are the ids of those documents in this database.
+  whose relevant_doc_ids are the ids of those documents in this database, and whose reference
+  answers are the query's `metadata.answers` where it has them (CMRC 2018).
 - llama-datasets layout (rag_dataset.json, source_files/): the source files are ingested as they
   are; each example becomes a row with its reference answer and reference contexts.
 """
@@ -66,7 +67,9 @@ class Command(BaseCommand):
 
     def import_beir(self, knowledge_base, source: Path, split, limit_queries, limit_docs):
         qrels = read_qrels(source / "qrels" / f"{split}.tsv")
-        queries = {row["_id"]: row["text"] for row in read_jsonl(source / "queries.jsonl")}
+        rows = read_jsonl(source / "queries.jsonl")
+        queries = {row["_id"]: row["text"] for row in rows}
+        answers = {row["_id"]: _answers(row) for row in rows}
         query_ids = [q for q in qrels if q in queries][:limit_queries]
         wanted = {doc for q in query_ids for doc in qrels[q]}
         corpus = read_jsonl(source / "corpus.jsonl")
@@ -79,6 +82,11 @@ class Command(BaseCommand):
                 "question": queries[query_id],
                 "relevant_doc_ids": [ids[doc] for doc in qrels[query_id] if doc in ids],
             }
+            | (
+                {"reference_answer": answers[query_id][0], "reference_answers": answers[query_id]}
+                if answers[query_id]
+                else {}
+            )
             for query_id in query_ids
         ]
 
@@ -123,6 +131,15 @@ class Command(BaseCommand):
             }
             for number, example in enumerate(examples, start=1)
         ]
+
+
+def _answers(query: dict) -> list[str]:
+    """A BEIR query's reference answers (`metadata.answers`, as CMRC 2018 has), each once."""
+    metadata = query.get("metadata") or {}
+    answers = metadata.get("answers") if isinstance(metadata, dict) else None
+    if not isinstance(answers, list):
+        return []
+    return list(dict.fromkeys(str(a).strip() for a in answers if str(a).strip()))
 
 
 def read_jsonl(path: Path) -> list[dict]:
