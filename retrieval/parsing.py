@@ -35,6 +35,7 @@ from retrieval.errors import (
     UnsupportedTypeError,
     WrongPasswordError,
 )
+from retrieval.markup import FENCE, clean_markdown, fence_after, flatten_tables, split_front_matter
 from retrieval.types import ParsedDocument, Section
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,6 @@ _MARKDOWN_FEATURE = re.compile(
 )
 _ATX_HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
 _SETEXT_UNDERLINE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _LINE_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x85\u2028\u2029]")
 _INVISIBLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f\u00ad\ufeff\ufffe\uffff\ud800-\udfff]")
 _FILENAME_LIKE = re.compile(r"\.(pdf|docx?|txt|rtf|odt|tex|dvi|ps|indd|html?|xlsx?|pptx?)$", re.I)
@@ -225,7 +225,8 @@ def _title(filename: str, *candidates: object) -> str:
     for candidate in candidates:
         title = " ".join(_clean_text(str(candidate or "")).split())
         placeholder = _FILENAME_LIKE.search(title) or title.lower() in {"untitled", "document"}
-        if 3 <= len(title) <= 200 and any(char.isalpha() for char in title) and not placeholder:
+        shortest = 2 if any(_script(char) == "CJK" for char in title) else 3  # 假期, 請假
+        if shortest <= len(title) <= 200 and any(c.isalpha() for c in title) and not placeholder:
             return title
     return PureWindowsPath(filename).stem or "Untitled document"
 
@@ -535,13 +536,21 @@ def _table_text(table: Table) -> str:
 
 
 def _parse_html(text: str, filename: str) -> ParsedDocument:
-    """Read visible text; h1-h6 open sections; script, style, nav and noscript are dropped."""
+    """Read visible text; h1-h6 open sections; script, style, nav and noscript are dropped;
+    a table becomes one line per row, each cell labelled with its column's header; the
+    description and keywords meta tags become metadata."""
     soup = BeautifulSoup(text, "html.parser")
     page_title = soup.title.get_text() if soup.title else None
     first_h1 = soup.find("h1")
     h1_text = first_h1.get_text(" ") if first_h1 else None
+    metadata = {
+        str(meta.get("name")).lower(): " ".join(str(meta.get("content") or "").split())
+        for meta in soup.find_all("meta")
+        if str(meta.get("name") or "").lower() in ("description", "keywords")
+    }
     for tag in soup(["script", "style", "nav", "noscript", "template", "head"]):
         tag.decompose()
+    flatten_tables(soup)
     builder = _SectionBuilder()
     for node in soup.descendants:
         name = node.name if isinstance(node, Tag) else None
@@ -549,26 +558,32 @@ def _parse_html(text: str, filename: str) -> ParsedDocument:
             builder.heading(_HTML_HEADINGS[name], node.get_text(" "))
         elif name and _HTML_BLOCK.fullmatch(name):
             builder.newline()
-        elif name in ("td", "th"):
-            builder.write(" ")
         elif type(node) is NavigableString and not node.find_parent(list(_HTML_HEADINGS)):
             builder.write(str(node).replace("\n", " "))
-    return builder.document("html", filename, page_title, h1_text)
+    document = builder.document("html", filename, page_title, h1_text)
+    document.metadata = {name: content for name, content in metadata.items() if content}
+    return document
 
 
 def _parse_markdown(text: str, filename: str) -> ParsedDocument:
-    """Split at ATX (#) and setext headings, leaving '#' lines inside fenced code alone."""
+    """Split at ATX (#) and setext headings, leaving '#' lines inside fenced code alone.
+
+    Front matter gives the title and metadata; template tags, HTML, attribute lists, admonition
+    syntax, images, link targets and fence lines leave the text (retrieval.markup).
+    """
+    front_matter, text = split_front_matter(text)
     builder = _SectionBuilder(keep_indent=True)
-    lines = text.splitlines()
+    lines = clean_markdown(text, site_source=front_matter is not None).splitlines() or [""]
     fence: str | None = None
     skip_next = False
     for line, following in zip(lines, [*lines[1:], ""], strict=True):
-        fence_mark = (_FENCE.match(line) or [None, None])[1]
+        fence_mark = (FENCE.match(line) or [None, None])[1]
         if skip_next:
             skip_next = False
         elif fence or fence_mark:
-            fence = _fence_after(fence, fence_mark)
-            builder.add_line(line)
+            fence, was_open = fence_after(fence, fence_mark), fence
+            if fence and was_open:  # the fence lines themselves are markup
+                builder.add_line(line)
         elif heading := _ATX_HEADING.match(line):
             builder.heading(len(heading.group(1)), heading.group(2) or "")
         elif line.strip() and (underline := _SETEXT_UNDERLINE.match(following)):
@@ -576,14 +591,12 @@ def _parse_markdown(text: str, filename: str) -> ParsedDocument:
             skip_next = True
         else:
             builder.add_line(line)
-    return builder.document("markdown", filename)
-
-
-def _fence_after(fence: str | None, mark: str | None) -> str | None:
-    """Return the code fence still open after a line that carries this fence mark (or none)."""
-    if fence and mark and mark[0] == fence[0] and len(mark) >= len(fence):
-        return None
-    return fence or mark
+    if front_matter is None:
+        return builder.document("markdown", filename)
+    document = builder.document("markdown", filename, front_matter.title)
+    document.metadata = {key: _clean_text(value) for key, value in front_matter.metadata.items()}
+    document.warnings += [front_matter.warning] if front_matter.warning else []
+    return document
 
 
 def _parse_text(text: str, filename: str) -> ParsedDocument:

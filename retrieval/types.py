@@ -20,13 +20,18 @@ class Section:
 
 @dataclass
 class ParsedDocument:
-    """What a parser extracted from a file: its type, a title, sections in reading order."""
+    """What a parser extracted from a file: its type, a title, sections in reading order.
+
+    metadata holds what the file says about itself beside its text (a Markdown file's front
+    matter fields other than its title, an HTML page's description and keywords), as text.
+    """
 
     file_type: str
     title: str
     sections: list[Section]
     page_count: int | None = None
     warnings: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

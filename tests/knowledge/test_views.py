@@ -6,7 +6,6 @@ import json
 import re
 
 import pytest
-from django.contrib.staticfiles import finders
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -320,13 +319,6 @@ def test_pages_ask_anonymous_visitors_to_log_in(handbook):
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
 
 
-def test_the_favicon_is_found_for_every_page_including_the_admins():
-    response = Client().get("/favicon.ico")
-    assert response.status_code == 302
-    assert response["Location"] == "/static/knowledge/favicon.ico"
-    assert finders.find("knowledge/favicon.ico") and finders.find("knowledge/favicon.svg")
-
-
 # --- Chat -----------------------------------------------------------------------------------------
 
 SECRET_PAGE = """# Security notes
@@ -430,7 +422,7 @@ def test_a_follow_up_continues_the_conversation_shown_on_its_page(member, indexe
 
 
 def test_nothing_from_a_document_can_run_script_in_an_answer(member, handbook):
-    ingested(add_text(handbook, "security.md", SECRET_PAGE))
+    ingested(add_text(handbook, "security.txt", SECRET_PAGE))  # Markdown would drop the tags
     client = logged_in(member)
     answer = done(ask(client, "Who keeps the vault combination and the alarm code?", [handbook]))
     assert "alert" in answer["answer"]  # the hostile text is quoted...

@@ -360,7 +360,7 @@ def test_it_splits_html_at_headings_and_drops_scripts_and_navigation():
     paths = {section.heading_path: section.text for section in document.sections}
     assert paths[("Travel",)] == "Travel\nBook trains where you can."
     assert "Economy class for flights under six hours." in paths[("Travel", "Flights")]
-    assert "Zone Budget" in paths[("Travel", "Flights")]
+    assert "Zone: Budget" in paths[("Travel", "Flights")]  # a two-column row reads key: value
     text = " ".join(section.text for section in document.sections)
     for hidden in ("do not index", "color: red", "Home | About", "Enable JavaScript"):
         assert hidden not in text
