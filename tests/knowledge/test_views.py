@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
@@ -317,6 +318,13 @@ def test_pages_ask_anonymous_visitors_to_log_in(handbook):
     ):
         response = Client().get(url)
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_the_favicon_is_found_for_every_page_including_the_admins():
+    response = Client().get("/favicon.ico")
+    assert response.status_code == 302
+    assert response["Location"] == "/static/knowledge/favicon.ico"
+    assert finders.find("knowledge/favicon.ico") and finders.find("knowledge/favicon.svg")
 
 
 # --- Chat -----------------------------------------------------------------------------------------
