@@ -768,16 +768,6 @@ def passages_for(hits: list[Hit], allowed: list[int]) -> list[Passage]:
     ]
 
 
-# --- Access -------------------------------------------------------------------------------------
-
-
-class KnowledgeBaseNotFoundError(Exception):
-    """A requested knowledge base does not exist or the user may not read it (the two look the
-    same, so that a caller learns nothing about knowledge bases it cannot read)."""
-
-    def __init__(self, ids: Iterable[int] = ()) -> None:
-        ids = sorted(ids)
-        listed = ", ".join(str(i) for i in ids)
 def idf_function(
     knowledge_bases: Iterable[KnowledgeBase],
 ) -> Callable[[Sequence[str]], dict[str, float]]:
@@ -793,6 +783,16 @@ def idf_function(
     return idf
 
 
+# --- Access -------------------------------------------------------------------------------------
+
+
+class KnowledgeBaseNotFoundError(Exception):
+    """A requested knowledge base does not exist or the user may not read it (the two look the
+    same, so that a caller learns nothing about knowledge bases it cannot read)."""
+
+    def __init__(self, ids: Iterable[int] = ()) -> None:
+        ids = sorted(ids)
+        listed = ", ".join(str(i) for i in ids)
         super().__init__(f"No such knowledge base: {listed}." if ids else "No such knowledge base.")
         self.ids = ids
 
