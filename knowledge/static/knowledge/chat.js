@@ -1,6 +1,7 @@
 // The chat page: ask, read the answer as it streams in (server-sent events over fetch), rate it.
 // Text from answers and documents only ever reaches the page as textContent, except the
-// finished answer, whose HTML the server has rendered and sanitised.
+// finished answer, whose HTML the server has rendered and sanitised. Its own words come from
+// gettext() (the /jsi18n/ catalogue, in the interface language).
 "use strict";
 
 (function () {
@@ -11,10 +12,6 @@
   const status = document.getElementById("ask-status");
   const button = document.getElementById("ask-button");
   const csrfToken = form.querySelector("[name=csrfmiddlewaretoken]").value;
-  const MODES = {
-    llm: "Answered by the language model",
-    extractive: "Extractive answer: sentences quoted from the sources, no language model",
-  };
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -52,7 +49,7 @@
     body.set("question", question);
     if (isRegeneration) body.set("regenerate", "on");
     if (!body.getAll("knowledge_bases").length) {
-      setStatus("Choose at least one knowledge base.");
+      setStatus(gettext("Choose at least one knowledge base."));
       return;
     }
     const questionTurn = document.createElement("div");
@@ -82,7 +79,7 @@
     let firstToken = null;
     answer.classList.add("streaming");
     button.disabled = true;
-    setStatus("Searching…");
+    setStatus(gettext("Searching…"));
     try {
       const response = await fetch(form.action, {
         method: "POST",
@@ -95,7 +92,12 @@
       }
       await readEvents(response, (kind, data) => {
         if (kind === "sources") {
-          setStatus(`Found ${data.passages.length} passage(s); writing the answer…`);
+          const found = ngettext(
+            "Found %s passage; writing the answer…",
+            "Found %s passages; writing the answer…",
+            data.passages.length,
+          );
+          setStatus(interpolate(found, [data.passages.length]));
         } else if (kind === "delta") {
           if (firstToken === null) {
             firstToken = performance.now() - started;
@@ -110,7 +112,7 @@
       });
     } catch (error) {
       turn.querySelector(".error-text").textContent =
-        error.message || "The answer could not be completed.";
+        error.message || gettext("The answer could not be completed.");
       setStatus("");
     } finally {
       answer.classList.remove("streaming");
@@ -154,15 +156,18 @@
     } catch (ignored) {
       // not JSON: fall through to a generic message
     }
-    if (response.status === 403) return "Your session has expired; reload the page and log in.";
-    return `The question could not be asked (HTTP ${response.status}).`;
+    if (response.status === 403) {
+      return gettext("Your session has expired; reload the page and log in.");
+    }
+    return interpolate(gettext("The question could not be asked (HTTP %s)."), [response.status]);
   }
 
   function finish(turn, data) {
     const answer = turn.querySelector(".answer");
     answer.classList.remove("streaming");
     answer.innerHTML = data.html; // rendered and sanitised by the server
-    turn.querySelector(".mode").textContent = MODES[data.mode] || "";
+    const mode = turn.querySelector(".mode");
+    mode.textContent = mode.dataset[data.mode] || ""; // the labels come with the template
     turn.querySelector(".notice").textContent = data.notice || "";
     turn.dataset.messageId = data.message;
     turn.dataset.mode = data.mode;
@@ -171,7 +176,8 @@
     rememberConversation(data.conversation);
     showRegenerateOnLastAnswer();
     const timings = data.timings || {};
-    setStatus(timings.total_ms ? `Answered in ${(timings.total_ms / 1000).toFixed(1)} s.` : "");
+    const seconds = (timings.total_ms / 1000).toFixed(1);
+    setStatus(timings.total_ms ? interpolate(gettext("Answered in %s s."), [seconds]) : "");
   }
 
   function showSources(turn, citations) {
@@ -186,8 +192,14 @@
       link.href = citation.url;
       link.target = "_blank";
       link.rel = "noopener";
-      const page = citation.page ? `, page ${citation.page}` : "";
-      link.textContent = `[${citation.n}] ${citation.document_title}${page}`;
+      const title = citation.page
+        ? interpolate(
+            gettext("%(title)s, page %(page)s"),
+            { title: citation.document_title, page: citation.page },
+            true,
+          )
+        : citation.document_title;
+      link.textContent = `[${citation.n}] ${title}`;
       const text = document.createElement("span");
       text.className = "passage-text";
       text.textContent = citation.text;
@@ -210,7 +222,8 @@
     item.className = "current";
     const link = document.createElement("a");
     link.href = url;
-    link.textContent = transcript.querySelector(".turn.user")?.textContent.slice(0, 80) || "New";
+    const question = transcript.querySelector(".turn.user")?.textContent.slice(0, 80);
+    link.textContent = question || gettext("New conversation");
     item.appendChild(link);
     list.prepend(item);
   }
@@ -245,7 +258,7 @@
       rate.setAttribute("aria-pressed", String(rate === pressedButton));
     });
     commentForm.hidden = false;
-    feedbackStatus.textContent = "Thanks for the feedback.";
+    feedbackStatus.textContent = gettext("Thanks for the feedback.");
   }
 
   function setStatus(text) {
