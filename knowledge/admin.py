@@ -14,6 +14,9 @@ from django.utils.html import format_html
 from . import services
 from .forms import upload_problem
 from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
+from .security import AdminLoginForm
+
+admin.site.login_form = AdminLoginForm  # says when a sign-in is locked out
 
 
 def managed(request) -> QuerySet[KnowledgeBase]:

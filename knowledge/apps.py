@@ -6,4 +6,4 @@ class KnowledgeConfig(AppConfig):
     verbose_name = "Knowledge bases"
 
     def ready(self) -> None:
-        from . import checks, signals  # noqa: F401  (registers system checks and signal handlers)
+        from . import checks, security, signals  # noqa: F401  (system checks, signal handlers)

@@ -17,13 +17,14 @@ from rest_framework import exceptions, parsers, renderers
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 from generation.errors import GenerationError, GenerationRequestError, GenerationUnavailableError
 from retrieval.errors import RetrievalError
 
-from . import answering, services
+from . import answering, security, services
 from .sse import sse_event
 
 logger = logging.getLogger(__name__)
@@ -31,7 +32,26 @@ logger = logging.getLogger(__name__)
 SERVER_ERROR = "Something went wrong on our side; the error has been logged. Try again later."
 
 
-class BearerTokenAuthentication(TokenAuthentication):
+class LockoutTokenAuthentication(TokenAuthentication):
+    """`Authorization: Token <key>`; an address that sent RAG_BAD_TOKENS_PER_ADDRESS bad
+    tokens gets 429 until the lockout window ends (knowledge.security), so that keys cannot be
+    guessed at the speed of the server."""
+
+    def authenticate(self, request):
+        address = security.client_address(request)
+        if security.is_locked(security.TOKEN, address):
+            wait = security.retry_after()
+            raise exceptions.Throttled(
+                wait, _("Too many bad tokens from this address; try again later."), "locked_out"
+            )
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            security.record_failure(security.TOKEN, address)
+            raise
+
+
+class BearerTokenAuthentication(LockoutTokenAuthentication):
     """`Authorization: Bearer <key>`, the form OpenAI clients send; the same tokens as `Token`."""
 
     keyword = "Bearer"
@@ -45,6 +65,13 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer"}
+
+
+class DocsPermission(BasePermission):
+    """The API schema and docs: signed-in users only, unless RAG_API_DOCS_PUBLIC."""
+
+    def has_permission(self, request, view) -> bool:
+        return settings.RAG_API_DOCS_PUBLIC or bool(request.user and request.user.is_authenticated)
 
 
 class Pagination(PageNumberPagination):

@@ -7,7 +7,6 @@ manage (services.manageable_knowledge_bases: staff members and superusers).
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
@@ -37,13 +36,6 @@ from .sse import sse_event
 
 logger = logging.getLogger(__name__)
 
-# Pages load scripts and styles from this site only; answers are sanitised anyway, and this
-# stops anything that slipped through from running.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'self'"
-)
 READ_ONLY = "You may read this knowledge base but not change its documents."
 CONTEXT_CHUNKS = 2  # chunks shown before and after a cited one on the passage page
 
@@ -55,15 +47,9 @@ class AuthenticatedHttpRequest(HttpRequest):
 
 
 def page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """A logged-in HTML page with the content security policy."""
-
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        response = view(request, *args, **kwargs)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        return response
-
-    return login_required(wrapper)
+    """A logged-in HTML page (knowledge.security adds the content security policy to every
+    response)."""
+    return login_required(view)
 
 
 def readable_documents(user):

@@ -127,6 +127,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "knowledge.security.SecurityHeadersMiddleware",  # CSP on every response
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -190,11 +191,27 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "SAMEORIGIN"  # the source viewer embeds our own PDFs in a frame
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# RAG_HTTPS=true when users reach the site over HTTPS (a TLS proxy in front that sets
+# X-Forwarded-Proto, overwriting the client's): Secure cookies, HTTP redirected to HTTPS, HSTS.
+# SECURE_COOKIES, SECURE_SSL_REDIRECT and RAG_HSTS_SECONDS override its parts.
+RAG_HTTPS = env_bool("RAG_HTTPS", False)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", RAG_HTTPS)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", RAG_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # container health checks speak plain HTTP
+SECURE_HSTS_SECONDS = env_int("RAG_HSTS_SECONDS", 365 * 24 * 3600 if RAG_HTTPS else 0)
+if RAG_HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Lockouts (knowledge.security): failures counted in the cache per window of
+# RAG_LOCKOUT_SECONDS; reaching a limit refuses further attempts until the window ends (0: off).
+AUTHENTICATION_BACKENDS = ["knowledge.security.LockoutModelBackend"]
+RAG_LOCKOUT_SECONDS = env_int("RAG_LOCKOUT_SECONDS", 900, minimum=1)
+RAG_LOGIN_FAILURES_PER_ACCOUNT = env_int("RAG_LOGIN_FAILURES_PER_ACCOUNT", 10)
+RAG_LOGIN_FAILURES_PER_ADDRESS = env_int("RAG_LOGIN_FAILURES_PER_ADDRESS", 50)
+RAG_BAD_TOKENS_PER_ADDRESS = env_int("RAG_BAD_TOKENS_PER_ADDRESS", 20)
 
 LOGGING = {
     "version": 1,
@@ -320,7 +337,7 @@ RAG_API_THROTTLE_USER = env_rate("RAG_API_THROTTLE_USER", "600/minute")
 RAG_API_THROTTLE_ASK = env_rate("RAG_API_THROTTLE_ASK", "60/minute")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knowledge.rest.LockoutTokenAuthentication",
         "knowledge.rest.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",  # the browser, with CSRF
     ],
@@ -336,6 +353,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# The API schema and docs need a signed-in user (or a token) unless this is true.
+RAG_API_DOCS_PUBLIC = env_bool("RAG_API_DOCS_PUBLIC", False)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Company knowledge API",
     "DESCRIPTION": (
@@ -345,6 +364,7 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["knowledge.rest.DocsPermission"],
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI's files come from drf-spectacular-sidecar, so the docs work offline.
     "SWAGGER_UI_DIST": "SIDECAR",
