@@ -81,19 +81,34 @@ class Pagination(PageNumberPagination):
     max_page_size = 500
 
 
+class FailOpenThrottle:
+    """A throttle that lets requests through, with a logged warning, when its cache (Redis)
+    cannot be reached: an outage of the counter must not take the API down."""
+
+    def allow_request(self, request, view) -> bool:
+        try:
+            return super().allow_request(request, view)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001 - whatever the cache backend raises
+            scope = getattr(self, "scope", "")
+            logger.warning(
+                "Throttle cache unreachable; %s throttle not applied", scope, exc_info=True
+            )
+            return True
+
+
 # Rates come from settings at request time (not at import, as DRF's own classes do), so that
 # an empty rate switches a throttle off and tests can change them.
-class UserThrottle(UserRateThrottle):
+class UserThrottle(FailOpenThrottle, UserRateThrottle):
     def get_rate(self) -> str | None:
         return settings.RAG_API_THROTTLE_USER or None
 
 
-class AnonThrottle(AnonRateThrottle):
+class AnonThrottle(FailOpenThrottle, AnonRateThrottle):
     def get_rate(self) -> str | None:
         return settings.RAG_API_THROTTLE_ANON or None
 
 
-class AskThrottle(UserRateThrottle):
+class AskThrottle(FailOpenThrottle, UserRateThrottle):
     """The expensive endpoints (answers), counted apart from the user's other requests."""
 
     scope = "ask"

@@ -26,6 +26,7 @@ from django.core.files import File
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from kombu.exceptions import KombuError
 
 from retrieval.chunking import chunk_sections
 from retrieval.dense import FaissIndex
@@ -183,10 +184,27 @@ def _requeue_if_failed(document: Document, password: str) -> Document:
 
 
 def enqueue_ingestion(document: Document) -> None:
-    """Hand the document to a Celery worker once the current transaction commits."""
+    """Hand the document to a Celery worker once the current transaction commits. When the
+    broker cannot take the message (Redis down), the document stays queued, the failure is
+    logged, and the workers' sweep sends it again (recover_stalled_documents)."""
+    transaction.on_commit(lambda: _send_to_worker(document.pk))
+
+
+def _send_to_worker(document_id: int) -> None:
     from .tasks import ingest_document as ingest_task  # tasks import this module
 
-    transaction.on_commit(lambda: ingest_task.delay(document.pk))
+    if ingest_task.app.conf.task_always_eager:
+        ingest_task.delay(document_id)  # runs here: its errors are the caller's
+        return
+    try:
+        ingest_task.delay(document_id)
+    except (KombuError, OSError) as error:
+        logger.warning(
+            "Cannot queue document %s for ingestion (%s); it stays queued and the workers' "
+            "sweep sends it again within RAG_REQUEUE_AFTER_SECONDS.",
+            document_id,
+            error,
+        )
 
 
 # --- Ingestion ----------------------------------------------------------------------------------
@@ -375,21 +393,26 @@ def _finish(document: Document) -> Document:
 
 
 def recover_stalled_documents(include_queued: bool) -> list[int]:
-    """Queue again the documents whose worker died: processing ones whose lease ran out, and
-    (at worker start-up) queued ones whose message may have been lost. Safe from any number of
-    workers at once, since ingestion is idempotent."""
-    expired = Document.objects.filter(
-        state=Document.State.PROCESSING, lease_expires_at__lt=timezone.now()
-    )
+    """Queue again the documents whose worker died or whose message was lost: processing ones
+    whose lease ran out, and queued ones untouched for RAG_REQUEUE_AFTER_SECONDS (all queued
+    ones with include_queued, at worker start-up). Each is sent at most once per that period.
+    Safe from any number of workers at once, since ingestion is idempotent."""
+    now = timezone.now()
+    expired = Document.objects.filter(state=Document.State.PROCESSING, lease_expires_at__lt=now)
     ids = [
         pk
         for pk in expired.values_list("pk", flat=True)
-        if expired.filter(pk=pk).update(state=Document.State.QUEUED)
+        if expired.filter(pk=pk).update(state=Document.State.QUEUED, updated_at=now)
     ]
-    if include_queued:
-        ids = list(
-            Document.objects.filter(state=Document.State.QUEUED).values_list("pk", flat=True)
-        )
+    queued = Document.objects.filter(state=Document.State.QUEUED)
+    if not include_queued:
+        waited = timedelta(seconds=settings.RAG_REQUEUE_AFTER_SECONDS)
+        queued = queued.filter(updated_at__lt=now - waited)
+    ids += [
+        pk
+        for pk in queued.exclude(pk__in=ids).values_list("pk", flat=True)
+        if queued.filter(pk=pk).update(updated_at=now)
+    ]
     for document in Document.objects.filter(pk__in=ids):
         enqueue_ingestion(document)
     return ids

@@ -1,8 +1,10 @@
 """Signal handlers: Celery workers pick up documents whose worker died.
 
 At start-up a worker queues again what is left queued or abandoned; while it runs, a sweep
-thread queues again any document whose lease ran out (its worker was killed), so a crash never
-leaves a document stuck in `processing`, whatever the broker.
+thread (every half lease period) queues again any document whose lease ran out (its worker was
+killed) or that stayed queued for RAG_REQUEUE_AFTER_SECONDS (its message was lost, e.g. the
+broker was down at upload), so no document stays stuck, whatever the broker. No Celery beat is
+needed.
 """
 
 import logging

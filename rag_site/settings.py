@@ -232,6 +232,9 @@ REDIS_URL = env_str("REDIS_URL")
 RAG_TASK_VISIBILITY_TIMEOUT = env_int("RAG_TASK_VISIBILITY_TIMEOUT", 3600, minimum=1)
 RAG_INGEST_LEASE_SECONDS = env_int("RAG_INGEST_LEASE_SECONDS", 120, minimum=1)
 RAG_INGEST_TIME_LIMIT = env_int("RAG_INGEST_TIME_LIMIT", 3600, minimum=10)
+# Workers send again a document left queued this long (its message lost, e.g. Redis was down
+# when it was uploaded); they look every half lease period.
+RAG_REQUEUE_AFTER_SECONDS = env_int("RAG_REQUEUE_AFTER_SECONDS", 600, minimum=1)
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {

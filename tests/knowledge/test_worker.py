@@ -13,10 +13,12 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from knowledge import services
 from knowledge.models import Chunk, Document
@@ -157,3 +159,15 @@ def test_a_worker_killed_mid_document_leaves_it_indexed_once_after_restart(worke
     assert Chunk.objects.filter(knowledge_base=knowledge_base).count() == document.chunk_count
     assert document.attempts >= 2
     assert services.check_index(knowledge_base).problems == []
+
+
+def test_a_document_whose_message_was_lost_is_sent_again_by_the_running_workers_sweep(worker):
+    """No message was ever sent for it (the broker was down at upload): once it has waited
+    RAG_REQUEUE_AFTER_SECONDS, a worker that is already running picks it up."""
+    wait_for(lambda: "ready" in worker.log(), 120, worker)
+    document = add_file(make_knowledge_base("pdfs"), PDFS / "naacl06-shinyama.pdf")
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Document.objects.filter(pk=document.pk).update(updated_at=an_hour_ago)
+    wait_for(settled(document), 180, worker)
+    assert Document.objects.get(pk=document.pk).state == Document.State.INDEXED
+    assert "Took over 1 abandoned document(s)" in worker.log()
