@@ -43,13 +43,10 @@ if str(REPO_ROOT) not in sys.path:
 
 from generation.faithfulness import faithfulness  # noqa: E402
 from generation.judges import EmbeddedJudge, LlmJudge, cached_embed  # noqa: E402
+from knowledge.progress import progress  # noqa: E402
 
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "faithfulness"
 Scorer = Callable[[dict], tuple[float, bool | None]]  # row -> (hallucination score, decision)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -96,13 +93,13 @@ def new_words_score(row: dict) -> tuple[float, bool | None]:
     return (sum(w not in known for w in words) / len(words) if words else 0.0), None
 
 
-def measure(rows: list[dict], scorer: Scorer) -> dict[str, Any]:
+def measure(rows: list[dict], scorer: Scorer, label: str = "") -> dict[str, Any]:
     """ROC AUC of the scores, and precision/recall/F1 of the decisions (when the scorer makes
     them), hallucinated being the positive class."""
     from sklearn.metrics import roc_auc_score
 
     started = time.perf_counter()
-    results = [scorer(row) for row in rows]
+    results = [scorer(row) for row in progress(rows, unit="answer", desc=label)]
     seconds = time.perf_counter() - started
     labels = [bool(row["hallucinated"]) for row in rows]
     scores = [score for score, _ in results]
@@ -163,8 +160,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows = read_rows(path, args.limit)
         results["files"][path.name] = {}
         for name, scorer in systems.items():
-            log(f"{path.name}: {name} on {len(rows)} rows ...")
-            results["files"][path.name][name] = measure(rows, scorer)
+            label = f"{path.name}: {name}"
+            results["files"][path.name][name] = measure(rows, scorer, label)
     return results
 
 

@@ -99,7 +99,7 @@ def test_evaluate_writes_per_question_rows_and_aggregates(dataset, tmp_path):
     assert "(no claims, so no faithfulness or citation score): 1." in html
 
 
-def test_evaluate_prints_a_summary_with_the_not_found_count(dataset, tmp_path):
+def test_evaluate_prints_a_summary_with_the_not_found_count(dataset, tmp_path, capsys):
     out = StringIO()
     call_command(
         "evaluate",
@@ -116,6 +116,9 @@ def test_evaluate_prints_a_summary_with_the_not_found_count(dataset, tmp_path):
     text = out.getvalue()
     assert '4 question(s), 0 failed, 1 answered "not found"; judge: embedded' in text
     assert "faithfulness score" in text and "(n=3)" in text
+    # A progress bar with counts and the time left, even when stderr is not a terminal.
+    bar = capsys.readouterr().err
+    assert "Answering and judging: 100%" in bar and "4/4 [" in bar and "question/s]" in bar
 
 
 def test_extractive_answers_are_judged_faithful_and_cited(dataset, tmp_path):
@@ -169,7 +172,7 @@ def test_an_unknown_knowledge_base_is_a_clear_error(dataset, tmp_path):
         call_command("evaluate", "--kb", "nowhere", "--dataset", str(dataset), "--out", "x")
 
 
-def test_import_of_a_beir_subset_maps_relevant_documents_to_ours(tmp_path):
+def test_import_of_a_beir_subset_maps_relevant_documents_to_ours(tmp_path, capsys):
     out = tmp_path / "scifact.jsonl"
     call_command(
         "import_eval_dataset", str(SHARED_DATA / "scifact"), "--kb", "scifact", "--out", str(out),
@@ -182,6 +185,9 @@ def test_import_of_a_beir_subset_maps_relevant_documents_to_ours(tmp_path):
     assert relevant.original_name == "31715818.txt"  # qrels/test.tsv: query 1 -> 31715818
     assert relevant.state == Document.State.INDEXED
     assert services.check_index(relevant.knowledge_base).problems == []
+    progress = capsys.readouterr().err
+    assert "Ingesting the corpus: 100%" in progress and "5/5 [" in progress
+    assert "Building the search indexes of 5 document(s)" in progress
 
 
 @pytest.mark.slow

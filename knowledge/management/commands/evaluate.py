@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from knowledge.evaluation import (
     EvaluationError,
@@ -16,6 +15,7 @@ from knowledge.evaluation import (
     write_report,
 )
 from knowledge.models import KnowledgeBase
+from knowledge.progress import progress
 
 
 class Command(BaseCommand):
@@ -57,7 +57,7 @@ class Command(BaseCommand):
             chosen = build_judge(judge, judge_model)
         except EvaluationError as error:
             raise CommandError(str(error)) from None
-        with tqdm(total=len(questions), unit="question", disable=None, dynamic_ncols=True) as bar:
+        with progress(total=len(questions), unit="question", desc="Answering and judging") as bar:
             report = EvaluationRun(
                 knowledge_base,
                 questions,

@@ -18,10 +18,10 @@ import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
 from knowledge import services
 from knowledge.models import Document, KnowledgeBase
+from knowledge.progress import progress
 
 
 class Command(BaseCommand):
@@ -93,7 +93,7 @@ class Command(BaseCommand):
     def _ingest_texts(self, knowledge_base, corpus: list[dict]) -> dict[str, int]:
         """Add each corpus entry as <id>.txt, ingest without publishing, then publish once."""
         ids: dict[str, int] = {}
-        for row in tqdm(corpus, unit="doc", disable=None, dynamic_ncols=True):
+        for row in progress(corpus, unit="doc", desc="Ingesting the corpus"):
             text = f"{row.get('title', '').strip()}\n\n{row.get('text', '').strip()}".strip()
             if not text:
                 continue
@@ -104,6 +104,7 @@ class Command(BaseCommand):
                 document = services.ingest_document(document.pk, publish=False) or document
             if document.state == Document.State.INDEXED:
                 ids[row["_id"]] = document.pk
+        self.stderr.write(f"Building the search indexes of {len(ids)} document(s)…")
         services.sync_index(knowledge_base)
         return ids
 
@@ -115,7 +116,7 @@ class Command(BaseCommand):
         except (OSError, ValueError, KeyError) as error:
             raise CommandError(f"Cannot read {source / 'rag_dataset.json'}: {error}") from None
         files = sorted(p for p in (source / "source_files").glob("*") if p.is_file())
-        for path in tqdm(files, unit="file", disable=None, dynamic_ncols=True):
+        for path in progress(files, unit="file", desc="Ingesting the source files"):
             with path.open("rb") as handle:
                 document = services.add_document(knowledge_base, path.name, handle).document
             if document.state == Document.State.QUEUED:

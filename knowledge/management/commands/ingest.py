@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from knowledge import services
 from knowledge.models import Document, KnowledgeBase
+from knowledge.progress import progress
 
 
 class Command(BaseCommand):
@@ -32,7 +33,7 @@ class Command(BaseCommand):
             raise CommandError("No files found under the given paths.")
         knowledge_base, _ = KnowledgeBase.objects.get_or_create(name=kb)
         failures = 0
-        with tqdm(files, unit="file", disable=None, dynamic_ncols=True) as bar:
+        with progress(files, unit="file", desc="Ingesting") as bar:
             for path in bar:
                 bar.set_postfix_str(path.name[:40])
                 row = ingest_file(knowledge_base, path, password)
