@@ -12,6 +12,7 @@ import hashlib
 import logging
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import IO
 import numpy as np
 from django.conf import settings
 from django.core.files import File
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import KombuError
@@ -155,7 +156,17 @@ def add_document(
         )
         suffix = Path(name).suffix.lower()[:10]
         document.file.save(f"{digest}{suffix}", File(spool), save=False)
-        document.save()
+        try:
+            with transaction.atomic():
+                document.save()
+        except IntegrityError:
+            # The same content uploaded at the same moment was stored first: answer as a
+            # duplicate sent afterwards would, and remove this upload's own copy of the file.
+            document.file.delete(save=False)
+            existing = knowledge_base.documents.filter(sha256=digest).first()
+            if existing is None:
+                raise
+            return UploadResult(_requeue_if_failed(existing, password), created=False)
     return UploadResult(document, created=True)
 
 
@@ -673,6 +684,22 @@ def _vector_differences(dense: FaissIndex, wanted: dict[int, bytes]) -> list[str
             f"e.g. {[common[i] for i in bad[:5]]}"
         ]
     return []
+
+
+def orphan_upload_files(min_age_seconds: float = 600) -> list[str]:
+    """Stored upload files that no document names (left by an upload or a deletion that died
+    half-way), relative to MEDIA_ROOT. Files younger than min_age_seconds are left out: they
+    may belong to an upload still under way."""
+    root = Path(settings.MEDIA_ROOT)
+    named = set(Document.objects.values_list("file", flat=True))
+    newest = time.time() - min_age_seconds
+    return sorted(
+        relative
+        for path in (root / "documents").rglob("*")
+        if path.is_file()
+        and (relative := path.relative_to(root).as_posix()) not in named
+        and path.stat().st_mtime < newest
+    )
 
 
 def knowledge_bases_named(names: Iterable[str]) -> list[KnowledgeBase]:

@@ -10,7 +10,8 @@ from .rebuild_index import selected_knowledge_bases
 class Command(BaseCommand):
     help = (
         "Check that each knowledge base's published indexes hold exactly the chunks and vectors "
-        "in the database. Exits 0 only when all agree; otherwise prints what differs."
+        "in the database, and that every stored upload file belongs to a document. Exits 0 "
+        "only when all agree; otherwise prints what differs."
     )
 
     def add_arguments(self, parser):
@@ -28,9 +29,19 @@ class Command(BaseCommand):
                     self.stdout.write(f"  - {problem}")
             else:
                 self.stdout.write(f"{head}: ok")
+        problems = []
         if inconsistent:
-            raise CommandError(
+            problems.append(
                 f"{inconsistent} knowledge base(s) differ from the database; "
-                "run `manage.py rebuild_index` to repair them.",
-                returncode=1,
+                "run `manage.py rebuild_index` to repair them"
             )
+        if orphans := services.orphan_upload_files():
+            self.stdout.write(f"uploads: {len(orphans)} upload file(s) belong to no document:")
+            for name in orphans[:20]:
+                self.stdout.write(f"  - {name}")
+            problems.append(
+                f"{len(orphans)} upload file(s) under MEDIA_ROOT belong to no document; "
+                "delete them (files of the last 10 minutes are not counted)"
+            )
+        if problems:
+            raise CommandError("; ".join(problems) + ".", returncode=1)
