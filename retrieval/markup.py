@@ -21,22 +21,31 @@ import yaml
 from bs4 import BeautifulSoup, Tag
 
 FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, when it is there
+_METADATA_CHARS = 10_000  # the most text one front-matter field keeps
 
 _FRONT_MATTER_LINE = re.compile(r"^\s*(?:[\w.-]+\s*[:=]|- |#|$)|^\s+\S")
 _LOOSE_FIELD = re.compile(r"^([\w.-]+)\s*[:=]\s*(.*)$")
 
-_LIQUID_COMMENT = re.compile(r"\{%-?\s*comment\s*-?%\}.*?\{%-?\s*endcomment\s*-?%\}", re.S)
-_LIQUID_TAG = re.compile(r"\{%-?\s*(\w*)(.*?)-?%\}", re.S)
-_LIQUID = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{#[-\s].*?[-\s]#\}", re.S)
+# A tag's text never holds the opening of another tag: an unclosed one is left alone, and the
+# search stays linear however many unclosed openings a file has.
+_LIQUID_COMMENT = re.compile(
+    r"\{%-?\s*comment\s*-?%\}(?:(?!\{%-?\s*comment\b).)*?\{%-?\s*endcomment\s*-?%\}", re.S
+)
+_LIQUID_TAG = re.compile(r"\{%-?\s*(\w*)((?:(?!\{%).)*?)-?%\}", re.S)
+_LIQUID = re.compile(
+    r"\{%(?:(?!\{%).)*?%\}|\{\{(?:(?!\{\{).)*?\}\}|\{#[-\s](?:(?!\{#).)*?[-\s]#\}", re.S
+)
 _QUOTED = re.compile(r"\"([^\"]*)\"|'([^']*)'")
 _EMPTY_CODE_SPAN = re.compile(r"`[ \t]*`")
 _CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
 _STASHED = re.compile("\ue000(\\d+)\ue001")
 
-_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_HTML_COMMENT = re.compile(r"<!--(?:(?!<!--).)*?-->", re.S)
 _TABLE_TAG = re.compile(r"<(/?)table\b[^>]*>", re.I)
 _HIDDEN_ELEMENT = re.compile(
-    r"<(script|style|iframe|video|audio|object|svg|template|noscript)\b.*?</\1\s*>", re.I | re.S
+    r"<(script|style|iframe|video|audio|object|svg|template|noscript)\b(?:(?!<\1\b).)*?</\1\s*>",
+    re.I | re.S,
 )
 _HTML_HEADING_LINE = re.compile(r"^[ \t]*<h([1-6])\b[^>]*>(.*?)</h\1\s*>[ \t]*$", re.I | re.M)
 _HTML_BREAK = re.compile(r"</?br\s*/?>", re.I)
@@ -53,7 +62,7 @@ _HTML_INLINE_TAG = re.compile(
     re.I,
 )
 
-_ATTRIBUTE_LIST = re.compile(r"[ \t]*\{:[^}\n]*\}|[ \t]*\{#[^}\s]*\}")
+_ATTRIBUTE_LIST = re.compile(r"(?<![ \t])[ \t]*\{(?::[^{}\n]*|#[^{}\s]*)\}")
 _ADMONITION = re.compile(
     r"^(?:!!!|\?\?\?\+?)[ \t]*(?:[\w-]+(?:[ \t]+[\w-]+)*)?[ \t]*(?:\"(.*)\"|'(.*)')?[ \t]*$"
 )
@@ -63,6 +72,7 @@ _DIRECTIVE_FENCE = re.compile(
 _QUOTE_MARKERS = re.compile(r"^(?: {0,3}>[ \t]?)+")
 _ALERT_MARKER = re.compile(r"^\[!(?:NOTE|TIP|IMPORTANT|WARNING|CAUTION)\][ \t]*", re.I)
 _REFERENCE_DEFINITION = re.compile(r"^ {0,3}\[(?!\^)[^\]]+\]:[ \t]*\S+.*$")
+_FOOTNOTE_DEFINITION = re.compile(r"^( {0,3})\[\^[^\]\s]+\]:[ \t]*")
 _THEMATIC_BREAK = re.compile(r"^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _BARE_MARKER = re.compile(r"^[ \t]*(?:[-*+]|\d{1,9}[.)]|[*_~]{2,6})[ \t]*$")
 _TABLE_DELIMITER = re.compile(r"^[ \t]*\|?(?:[ \t]*:?-+:?[ \t]*\|)*[ \t]*:?-+:?[ \t]*\|?[ \t]*$")
@@ -70,7 +80,7 @@ _CELL_BAR = re.compile(r"(?<!\\)\|")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r" (?=[.,;:)\]]|[!?](?:\s|$))")
 _SPACE_AFTER_BRACKET = re.compile(r"([(\[]) ")
 
-_BRACKETS = r"\[((?:[^\[\]\n]|\[[^\]\n]*\])*)\]"
+_BRACKETS = r"\[((?:[^\[\]\n]|\[[^\[\]\n]*\])*)\]"
 _IMAGE = re.compile(r"!" + _BRACKETS + r"(?:\((?:[^()\n]|\([^()\n]*\))*\)|\[[^\]\n]*\])")
 _LINK = re.compile(
     _BRACKETS + r"(?:\(<[^<>\n]*>[^()\n]*\)|\((?:[^()\n]|\([^()\n]*\))*\)|\[[^\]\n]*\])"
@@ -81,15 +91,15 @@ _BARE_URL = re.compile(r"\bhttps?://[^\s<>\"'`\ue000\ue001]+", re.I)
 _EMPTY_PARENTHESES = re.compile(r"(?<!\w)\([ \t]*\)")
 _PARAGRAPH_CHAR = r"(?:[^\n]|\n(?![ \t]*\n))"  # any character but a blank line's break
 _STRONG = re.compile(
-    rf"\*\*(?=\S)({_PARAGRAPH_CHAR}+?)\*\*"
-    rf"|(?<!\w)__(?=\S)({_PARAGRAPH_CHAR}+?)(?<=\S)__(?!\w)"
+    rf"\*\*(?=\S)((?:(?!\*\*){_PARAGRAPH_CHAR})+?)\*\*"
+    rf"|(?<!\w)__(?=\S)((?:(?!__){_PARAGRAPH_CHAR})+?)(?<=\S)__(?!\w)"
 )
 _EMPHASIS = re.compile(
-    rf"(?<![\w*\\])\*(?![\s*])((?:(?!\*){_PARAGRAPH_CHAR})+?)(?<![\s\\])\*(?![\w*])"
+    rf"(?<![*\\])\*(?![\s*])((?:(?!\*){_PARAGRAPH_CHAR})+?)(?<![\s\\])\*(?!\*)"
     rf"|(?<![\w\\])_(?![\s_])((?:(?!_){_PARAGRAPH_CHAR})+?)(?<![\s\\])_(?!\w)"
 )
 _STRAY_STRONG = re.compile(r"(?:(?<=\s)|^)\*{2,3}(?!\*)|(?<!\*)\*{2,3}(?=\s|$)", re.M)
-_STRIKETHROUGH = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_STRIKETHROUGH = re.compile(r"~~(?=\S)((?:(?!~~).)+?)(?<=\S)~~")
 _ESCAPE = re.compile(r"\\([!\"$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])")
 
 
@@ -124,7 +134,7 @@ def split_front_matter(text: str) -> tuple[FrontMatter | None, str]:
 def _read_fields(block: str, toml: bool) -> FrontMatter | None:
     """Parse the block as YAML or TOML; fall back to `key: value` lines when it is broken."""
     try:
-        fields = tomllib.loads(block) if toml else yaml.safe_load(block)
+        fields = tomllib.loads(block) if toml else yaml.load(block, Loader=_YAML_LOADER)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
         lines = [line for line in block.split("\n") if line.strip()]
         if not lines or not all(_FRONT_MATTER_LINE.match(line) for line in lines):
@@ -148,15 +158,25 @@ def _front_matter(fields: dict, warning: str | None) -> FrontMatter:
     return FrontMatter(title or None, {k: v for k, v in metadata.items() if v}, warning)
 
 
-def _as_text(value: object) -> str:
-    """Write a front-matter value as text: lists joined by commas, mappings as `key: value`."""
-    if value is None:
+def _as_text(value: object, depth: int = 0) -> str:
+    """Write a front-matter value as text: lists joined by commas, mappings as `key: value`.
+    Nesting and length are bounded: YAML aliases can make a small block a huge tree."""
+    if value is None or depth > 4:
         return ""
-    if isinstance(value, list | tuple | set):
-        return ", ".join(filter(None, map(_as_text, value)))
-    if isinstance(value, dict):
-        return "; ".join(f"{key}: {_as_text(item)}" for key, item in value.items())
-    return str(value).strip()
+    if isinstance(value, list | tuple | set | dict):
+        items = value.items() if isinstance(value, dict) else ((None, item) for item in value)
+        parts: list[str] = []
+        size = 0
+        for key, item in items:
+            text = _as_text(item, depth + 1)
+            parts.append(text if key is None else f"{key}: {text}")
+            size += len(parts[-1])
+            if size > _METADATA_CHARS:
+                break
+        text = ("; " if isinstance(value, dict) else ", ").join(filter(None, parts))
+    else:
+        text = str(value).strip()
+    return text[:_METADATA_CHARS]
 
 
 def fence_after(fence: str | None, mark: str | None) -> str | None:
@@ -352,6 +372,7 @@ def _without_block_markers(lines: list[str]) -> Iterator[str]:
         else:
             quoted = _QUOTE_MARKERS.match(line)
             line = _ALERT_MARKER.sub("", line[quoted.end() :]) if quoted else line
+            line = _FOOTNOTE_DEFINITION.sub(r"\1", line)
         previous = line
         yield line
 

@@ -8,6 +8,7 @@ and the chunker, as ingestion does.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,16 @@ def test_a_leading_rule_around_prose_is_not_front_matter():
     assert "This is a plain paragraph, not fields." in text_of(parse(markdown))
 
 
+def test_yaml_aliases_cannot_blow_up_the_metadata():
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{name}: &{name} [{', '.join(['*' + below] * 9)}]"
+        for below, name in zip("abcdefg", "bcdefgh", strict=True)
+    ]  # h would be 9**8 x's written out
+    document = parse("---\ntitle: Bomb\n" + "\n".join(levels) + "\n---\nBody.\n")
+    assert document.title == "Bomb" and text_of(document) == "Body."
+    assert all(0 < len(value) <= 10_000 for value in document.metadata.values())
+
+
 def test_a_file_of_front_matter_alone_holds_no_text():
     with pytest.raises(EmptyDocumentError):
         parse("---\ntitle: Moved\nredirect_to: https://example.org/\n---\n")
@@ -140,6 +151,16 @@ def test_kramdown_attribute_lists_heading_ids_and_html_comments_leave_the_text()
     )
     assert document.title == "Reading"
     assert text_of(document) == "Reading\n\n* Netflix post-mortem\n\nKept words.\n\n閱讀清單"
+
+
+@pytest.mark.parametrize(
+    "junk", ["{%", "{{", "{# ", "<!--", "<script>", "{:", "~~a ", "__a ", "**a ", "[", "<table>"]
+)
+def test_unclosed_markup_costs_linear_time(junk):
+    started = time.perf_counter()
+    document = parse("# Junk\n\n" + junk * 20000 + "\n\nThe end.\n")
+    assert time.perf_counter() - started < 5  # a regular expression that rescans takes minutes
+    assert text_of(document).endswith("The end.")
 
 
 # Admonitions
@@ -216,12 +237,16 @@ def test_emphasis_marks_go_and_inline_code_stays_verbatim():
     document = parse(
         "**Bold** and *italic* and _underscored_ and ~~struck~~ words, a snake_case_name,\n"
         "a **bold phrase\nacross lines**, 2 * 3 * 4, and `code with [x](y) and **stars**`.\n"
-        "**重要：**请提前**两周**申请。\n"
+        "**重要：**请提前**两周**申请，*務必*準時。\n"
+        "A footnote[^1], a star in 2*3 and *中文*English.\n\n"
+        "[^1]: The footnote's own text.\n"
     )
     assert text_of(document) == (
         "Bold and italic and underscored and struck words, a snake_case_name,\n"
         "a bold phrase\nacross lines, 2 * 3 * 4, and code with [x](y) and **stars**.\n"
-        "重要:请提前两周申请。"
+        "重要:请提前两周申请,務必準時。\n"
+        "A footnote, a star in 2*3 and 中文English.\n\n"
+        "The footnote's own text."
     )
 
 
