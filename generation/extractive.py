@@ -56,6 +56,9 @@ what when where which while who whom why will with would you your yours please t
 describe give show find know say said
 """
 ENGLISH_QUESTION_WORDS = frozenset(_ENGLISH_QUESTION_TEXT.split())
+# Chinese function characters: a question bigram holding one ("鹏的", "业是") joins two words
+# by grammar, not by meaning, and would reward sentences for sharing the grammar.
+_FUNCTION_CHARACTERS = frozenset("的了是在和与及或被把这那吗呢吧啊哪么什谁几个")
 # What a question asks for, and what a sentence that answers it contains.
 _ASKS_NUMBER = re.compile(
     r"\bhow (?:many|much|often)\b|\bwhat (?:number|percentage|share|amount)\b|多少|几|幾|多大|多高"
@@ -88,13 +91,16 @@ _FIELD_LINE = re.compile(r"^[A-Za-z_][\w-]*:\s")  # "keywords: a, b": front matt
 
 @dataclass(frozen=True)
 class ScoredSentence:
-    """A sentence of passage n (1-based) with its relevance to the question and its parts."""
+    """A sentence of passage n (1-based) with its score and its parts: similarity (cosine),
+    overlap (idf-weighted coverage of the question) and relevance (their weighted mean, what
+    the threshold is compared with)."""
 
     text: str
     n: int
     score: float
     similarity: float
     overlap: float
+    relevance: float = 0.0
 
 
 @dataclass
@@ -124,8 +130,9 @@ class ExtractiveGenerator:
             weigh as the rarest known term. None weighs every term alike.
         embed_languages: languages ("en", "zh") whose cosine similarity is used; None for all.
         max_sentences: sentences in an answer (1 or more).
-        threshold: minimum score in [0, 1] for a sentence to be used; below it for every
-            sentence, the answer is "not found".
+        threshold: minimum relevance in [0, 1] (coverage and similarity, weighted as in the
+            score) for a sentence to be used; below it for every sentence, the answer is
+            "not found".
         relative: a further sentence must score at least this share of the best one's.
         weights: the score's parts, (coverage, similarity, rank, answer type), each >= 0; the
             similarity part is left out (and the others rescaled) where the embedder does not
@@ -200,18 +207,29 @@ class ExtractiveGenerator:
         ]
         similarity = self._similarities(question, candidates, partial, w_sim > 0)
         scored = [
-            ScoredSentence(c.text, c.n, base + w_sim * sim / scale, sim, cover)
+            ScoredSentence(
+                c.text,
+                c.n,
+                base + w_sim * sim / scale,
+                sim,
+                cover,
+                (w_cover * cover + w_sim * sim) / (w_cover + w_sim),
+            )
             for c, base, sim, cover in zip(candidates, partial, similarity, coverage, strict=True)
         ]
         return self._chosen(scored)
 
     def _chosen(self, scored: list[ScoredSentence]) -> list[ScoredSentence]:
+        """The best sentences by score whose relevance clears the threshold (rank and answer
+        type choose between relevant sentences; they never make an irrelevant one relevant)."""
         scored.sort(key=lambda s: s.score, reverse=True)
-        floor = max(self.threshold, scored[0].score * self.relative)
+        floor = scored[0].score * self.relative
         chosen: list[ScoredSentence] = []
         for sentence in scored:
             if sentence.score < floor or len(chosen) == self.max_sentences:
                 break
+            if sentence.relevance < self.threshold:
+                continue
             if not any(near_duplicate(sentence.text, c.text, self.terms) for c in chosen):
                 chosen.append(sentence)
         return chosen
@@ -219,7 +237,9 @@ class ExtractiveGenerator:
     def _question_terms(self, question: str) -> frozenset[str]:
         stripped = _QUESTION_WORDS.sub(" ", question)
         stop = set(self.terms(" ".join(ENGLISH_QUESTION_WORDS)))
-        return frozenset(t for t in self.terms(stripped) if t not in stop)
+        terms = [t for t in self.terms(stripped) if t not in stop]
+        content = [t for t in terms if not (has_cjk(t) and _FUNCTION_CHARACTERS & set(t))]
+        return frozenset(content or terms)
 
     def _term_weights(self, asked: frozenset[str]) -> dict[str, float]:
         if self.idf is None:

@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 import Stemmer
 
+from retrieval.text import words
+
 from .citations import split_sentences
 from .errors import GenerationError
 from .faithfulness import EmbedFunction, Verdict, is_abstention, split_claims
@@ -35,7 +37,6 @@ mentioned mentions note overall passage passages provide provided provides quest
 source sources specific specifically state stated states text
 """
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-_WORD = re.compile(r"[^\W_]+(?:['\u2019.-][^\W_]+)*", re.UNICODE)
 _NUMBER = re.compile(r"\d")
 # Statements that report what the sources lack make no claim about the world.
 
@@ -144,10 +145,10 @@ class EmbeddedJudge:
         return [[w for w in words if w not in matched] for words in candidates]
 
     def _content_words(self, text: str) -> list[str]:
-        return [w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+        return [w for w in words(text) if w not in _STOPWORDS]
 
     def _stems(self, text: str) -> set[str]:
-        return {self._stem(w) for w in _WORD.findall(text.lower())}
+        return {self._stem(w) for w in words(text)}
 
     def _stem(self, word: str) -> str:
         return self._stemmer.stemWord(word.replace("\u2019", "'"))

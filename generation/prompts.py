@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from retrieval.text import reply_language
+from retrieval.text import reply_language, word_count
 from retrieval.types import Passage
 
 # The reply when the sources lack the answer, in the language (and Chinese script) of the
@@ -162,10 +162,10 @@ def clean_condensed_question(reply: str, fallback: str) -> str:
 def is_follow_up(question: str) -> bool:
     """Whether a question probably leans on the conversation: short, or led by a pronoun or a
     connective such as "and", "what about"."""
-    words = question.split()
-    if len(words) <= _SHORT_FOLLOW_UP_WORDS and _PRONOUNS.search(question):
+    words = word_count(question)
+    if words <= _SHORT_FOLLOW_UP_WORDS and _PRONOUNS.search(question):
         return True
-    if len(words) <= 3:
+    if words <= 3:
         return True
     return bool(_FOLLOW_UP_OPENERS.match(question))
 

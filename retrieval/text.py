@@ -116,6 +116,32 @@ def word_count(text: str) -> int:
     return len(_LATIN_WORD.findall(text)) + math.ceil(cjk / CHARACTERS_PER_CHINESE_WORD)
 
 
+_WORD_PIECE = re.compile(rf"[{CJK_RANGES}]+|[^\W_{CJK_RANGES}]+(?:['\u2019.-][^\W_{CJK_RANGES}]+)*")
+
+
+def words(text: str) -> list[str]:
+    """The words of text for overlap checks, folded and lower-cased: Latin words (with inner
+    apostrophes, dots and hyphens) and, for Chinese, overlapping character bigrams (a single
+    character alone), as BM25 counts them. Unstemmed; `retrieval.tokenize` stems and drops stop
+    words for search."""
+    result: list[str] = []
+    for piece in _WORD_PIECE.findall(fold(text).lower()):
+        if _CJK_CHAR.match(piece):
+            result.extend(
+                [piece] if len(piece) == 1 else [piece[i : i + 2] for i in range(len(piece) - 1)]
+            )
+        else:
+            result.append(piece)
+    return result
+
+
+def cjk_bigrams(run: str) -> list[str]:
+    """The overlapping character bigrams of a CJK run, or the run itself if one character."""
+    if len(run) == 1:
+        return [run]
+    return [run[i : i + 2] for i in range(len(run) - 1)]
+
+
 def split_sentences(text: str) -> list[str]:
     """Split text into sentences, at line breaks that end a block and after . ! ? (not after
     common abbreviations, initials or decimals) and 。！？；…. Lines wrapped inside a sentence
@@ -164,7 +190,7 @@ def _is_heading(line: str, following: str) -> bool:
     if not following or _ENDS_SENTENCE.search(line):
         return False
     if has_cjk(line[:1]):
-        return len(line) <= _CHINESE_HEADING_CHARS and len(following) > len(line)
+        return len(line) <= _CHINESE_HEADING_CHARS and 2 * len(line) <= len(following)
     if len(line) > _HEADING_CHARS or not (line[0].isupper() or line[0].isdigit()):
         return False
     if not (following[0].isupper() or following[0].isdigit() or has_cjk(following[:1])):
@@ -218,7 +244,12 @@ def _attach_leading_markers(sentences: list[str]) -> list[str]:
     for sentence in sentences:
         lead = _MARKER_RUN.match(sentence)
         if lead and result:
-            result[-1] = f"{result[-1]} {lead.group(0).strip()}"
+            glue = (
+                ""
+                if has_cjk(result[-1][-1:]) or result[-1][-1:] in "\u3002\uff01\uff1f\uff1b"
+                else " "
+            )
+            result[-1] = f"{result[-1]}{glue}{lead.group(0).strip()}"
             sentence = sentence[lead.end() :].strip()
         if sentence:
             result.append(sentence)

@@ -12,7 +12,9 @@ from typing import Any
 
 import Stemmer
 
-from .text import CJK_RANGES, fold
+from .text import CJK_RANGES, cjk_bigrams, fold
+
+__all__ = ["Bm25Tokenizer", "cjk_bigrams"]
 
 # Lucene's English stop words (the list bm25s calls "en"); short on purpose, because a long list
 # removes words that matter in questions ("not", "between", "only").
@@ -121,13 +123,6 @@ class Bm25Tokenizer:
     def __repr__(self) -> str:
         settings = ", ".join(f"{key}={value!r}" for key, value in self.to_dict().items())
         return f"Bm25Tokenizer({settings})"
-
-
-def cjk_bigrams(run: str) -> list[str]:
-    """Return the overlapping character bigrams of a CJK run, or the run itself if one character."""
-    if len(run) == 1:
-        return [run]
-    return [run[i : i + 2] for i in range(len(run) - 1)]
 
 
 def _stopwords_setting(stopwords: str | Iterable[str] | None) -> str | list[str] | None:

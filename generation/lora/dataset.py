@@ -18,6 +18,7 @@ from typing import Any
 
 from generation.citations import parse_marker, split_sentences
 from generation.prompts import build_messages, format_source
+from retrieval.text import has_cjk, words
 from retrieval.types import Passage
 
 from .errors import TrainingDataError
@@ -29,7 +30,6 @@ MIN_SUPPORT = 0.3
 # A sentence sharing fewer content words than this with every passage cites the answer's best one.
 MIN_SENTENCE_SUPPORT = 0.2
 
-_WORD = re.compile(r"[^\W_]{3,}")
 _STOPWORDS = frozenset({
     "the", "and", "for", "are", "was", "were", "that", "this", "with", "from", "its", "has",
     "have", "had", "not", "but", "can", "will", "which", "what", "when", "where", "who", "how",
@@ -79,8 +79,9 @@ def read_eval_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def content_words(text: str) -> set[str]:
-    """Lower-cased words of three letters or more, without common function words."""
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+    """Folded, lower-cased words of three letters or more (Chinese: character bigrams), without
+    common function words."""
+    return {w for w in words(text) if (len(w) >= 3 or has_cjk(w)) and w not in _STOPWORDS}
 
 
 def support(text: str, passage_text: str) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from generation.extractive import ExtractiveGenerator
 from retrieval.embedders import HashingEmbedder
 from retrieval.types import Passage
@@ -80,3 +82,93 @@ def test_at_most_max_sentences():
         "travel desk flights hotels", [TRAVEL, EXPENSES]
     )
     assert len(answer.sentences) == 1
+
+
+LEAVE_ZH = Passage(
+    4,
+    "第三章 休假\n员工入职满一年后，每年享有十五天带薪年假。年假须提前两周通过人事系统申请。"
+    "病假须提供医院证明。",
+    1.0,
+    document_id=4,
+    document_title="员工手册",
+    page=3,
+)
+LEAVE_ZH_HANT = Passage(
+    5,
+    "員工入職滿一年後，每年享有十五天帶薪年假。年假須提前兩週透過人事系統申請。",
+    1.0,
+    document_id=5,
+    document_title="員工手冊",
+    page=1,
+)
+
+
+def test_a_chinese_question_is_answered_with_the_sentence_that_states_the_fact():
+    answer = generator().answer("员工每年有几天带薪年假？", [LEAVE_ZH])
+    assert answer.found
+    assert answer.text.startswith("员工入职满一年后，每年享有十五天带薪年假[1]。")
+
+
+def test_a_simplified_question_finds_a_traditional_sentence():
+    answer = generator().answer("年假需要提前多久申请？", [LEAVE_ZH_HANT])
+    assert answer.found
+    assert "年假須提前兩週透過人事系統申請[1]。" in answer.text
+
+
+def test_an_unrelated_chinese_question_is_not_found_in_chinese():
+    for question, reply in (
+        ("公司食堂今天中午吃什么？", "文档中没有找到答案。"),
+        ("公司食堂今天中午吃什麼？", "文件中沒有找到答案。"),
+    ):
+        answer = generator().answer(question, [LEAVE_ZH, TRAVEL])
+        assert not answer.found
+        assert answer.text == reply
+
+
+def test_a_how_many_question_prefers_the_sentence_with_a_number():
+    passage = Passage(
+        6,
+        "Parental leave is paid leave for new parents. Parents get twelve weeks of paid "
+        "parental leave. Parental leave must be requested through the HR portal.",
+        1.0,
+        document_id=6,
+        document_title="Leave",
+    )
+    answer = generator(max_sentences=1).answer("How many weeks of parental leave?", [passage])
+    assert answer.text == "Parents get twelve weeks of paid parental leave [1]."
+
+
+def test_markup_is_never_quoted():
+    passage = Passage(
+        7,
+        "Read the **on-call guide** at [the wiki](https://wiki.example.com/oncall) before your "
+        "first shift `today`. See https://example.com/x for the schedule of on-call shifts.",
+        1.0,
+        document_id=7,
+        document_title="On call",
+    )
+    answer = generator().answer("What should I read before my first on-call shift?", [passage])
+    assert answer.found
+    assert "Read the on-call guide at the wiki before your first shift today [1]." in answer.text
+    for mark in ("**", "](", "http", "`"):
+        assert mark not in answer.text
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["年", "?", "😀😀", "ＶＰＮ怎么连接", "مرحبا كيف حالك", "no punctuation at all here"],
+)
+def test_odd_questions_get_an_answer_or_not_found_without_error(question):
+    answer = generator().answer(question, [LEAVE_ZH, TRAVEL])
+    assert answer.text
+
+
+def test_passages_without_sentence_punctuation_still_answer():
+    passage = Passage(
+        8,
+        "员工入职满一年后每年享有十五天带薪年假 年假须提前两周申请",
+        1.0,
+        document_id=8,
+        document_title="无标点",
+    )
+    assert generator().answer("员工每年有几天带薪年假", [passage]).found
