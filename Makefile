@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BENCH_SIZES ?= 100000
 
 .DEFAULT_GOAL := check
-.PHONY: check install browser run worker web up down test test-all test-quick lint fmt typecheck bench eval clean
+.PHONY: check install messages makemessages browser run worker web up down test test-all test-quick lint fmt typecheck bench eval clean
 
 check: lint test
 
@@ -21,11 +21,30 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) messages
+
+# The interface's translations: locale/zh_Hant made from locale/zh_Hans (OpenCC), then every .mo
+# compiled by GNU gettext's msgfmt (neither is committed). gettext is installed with apt when
+# missing and we are root; otherwise say how (pages stay in English until it is there).
+messages: $(STAMP)
+	@command -v msgfmt >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && apt-get install -y -q --no-install-recommends gettext; \
+	else \
+		echo "GNU gettext is missing: sudo apt-get install gettext (translations need msgfmt)" >&2; \
+	fi
+	@if command -v msgfmt >/dev/null 2>&1; then $(PY) manage.py build_catalogues -v 0; fi
+
+# After changing user-facing text: refresh locale/zh_Hans/*.po with the new strings, translate
+# them there (no empty or fuzzy entry may stay: tests/knowledge/test_i18n.py), then make messages.
+I18N_SCAN := --ignore .venv --ignore var --ignore tests --ignore bench --ignore docs --ignore '*.egg-info'
+makemessages: $(STAMP)
+	$(PY) manage.py makemessages -l zh_Hans $(I18N_SCAN) --add-location file --no-obsolete --no-wrap
+	$(PY) manage.py makemessages -d djangojs -l zh_Hans $(I18N_SCAN) --add-location file --no-obsolete --no-wrap
 
 # Install, migrate, create the admin, ingest docs/ as the demo knowledge base, then serve on
 # http://127.0.0.1:8000 with a Celery worker beside it (Ctrl-C stops both).
-run: $(STAMP)
+run: $(STAMP) messages
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py collectstatic --noinput -v 0
 	$(PY) manage.py bootstrap_demo
@@ -36,7 +55,7 @@ run: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/celery -A rag_site worker --loglevel=INFO
 
-web: $(STAMP)
+web: $(STAMP) messages
 	$(PY) manage.py runserver 127.0.0.1:8000
 
 up:
@@ -45,9 +64,10 @@ up:
 down:
 	docker compose down
 
-# Debian's Chromium for the browser tests in tests/e2e (never a downloaded browser): installed
-# with apt when missing and we are root; otherwise say how. Under REQUIRE_SERVICES=1 the browser
-# tests fail without it, elsewhere they skip.
+# Debian's Chromium for the browser tests in tests/e2e (never a downloaded browser), and Noto CJK
+# so that its screenshots of the Chinese interface show glyphs, not boxes: installed with apt when
+# missing and we are root; otherwise say how. Under REQUIRE_SERVICES=1 the browser tests fail
+# without Chromium, elsewhere they skip.
 browser:
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
 	if [ "$$(id -u)" = 0 ]; then \
@@ -55,15 +75,21 @@ browser:
 	else \
 		echo "Chromium is missing: sudo apt-get install chromium (browser tests need it)" >&2; \
 	fi
+	@fc-list :lang=zh family 2>/dev/null | grep -q . || ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && apt-get install -y -q --no-install-recommends fonts-noto-cjk; \
+	else \
+		echo "No Chinese font: sudo apt-get install fonts-noto-cjk (for the screenshots)" >&2; \
+	fi
 
 # Everything but GPU tests. CI sets DATABASE_URL, REDIS_URL and REQUIRE_SERVICES=1.
-test: $(STAMP) browser
+test: $(STAMP) browser messages
 	$(BIN)/pytest -m "not gpu" $(PYTEST_ARGS)
 
-test-all: $(STAMP) browser
+test-all: $(STAMP) browser messages
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-quick: $(STAMP)
+test-quick: $(STAMP) messages
 	$(BIN)/pytest -m "not gpu and not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -14,6 +14,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import FileResponse
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import exceptions, generics, status
@@ -72,7 +73,7 @@ def readable_document(user, pk: int) -> Document:
         documents.filter(knowledge_base__in=readable, pk=pk).first() if pk <= s.MAX_ID else None
     )
     if document is None:
-        raise exceptions.NotFound("No such document.", "not_found")
+        raise exceptions.NotFound(_("No such document."), "not_found")
     return document
 
 
@@ -84,7 +85,10 @@ def check_manageable(user, knowledge_base: KnowledgeBase) -> None:
     """Uploading and deleting follow the pages' rule (services.manageable_knowledge_bases)."""
     if not services.manageable_knowledge_bases(user).filter(pk=knowledge_base.pk).exists():
         raise exceptions.PermissionDenied(
-            "You may read this knowledge base but not change its documents; ask an administrator."
+            _(
+                "You may read this knowledge base but not change its documents; "
+                "ask an administrator."
+            )
         )
 
 
@@ -110,7 +114,7 @@ class KnowledgeBaseList(generics.ListCreateAPIView):
 
     def perform_create(self, serializer: BaseSerializer[KnowledgeBase]) -> None:
         if not may_create_knowledge_bases(self.request.user):
-            raise exceptions.PermissionDenied("Only administrators may create knowledge bases.")
+            raise exceptions.PermissionDenied(_("Only administrators may create knowledge bases."))
         knowledge_base = serializer.save()
         # The creator can read what it made (IsAuthenticated: the user is signed in).
         knowledge_base.members.add(cast(User, self.request.user))
@@ -174,7 +178,9 @@ def content_length(request: Request) -> int:
 
 
 def too_large() -> str:
-    return f"The file is larger than the {settings.RAG_MAX_UPLOAD_MB} MB upload limit."
+    return _("The file is larger than the %(mb)s MB upload limit.") % {
+        "mb": settings.RAG_MAX_UPLOAD_MB
+    }
 
 
 def check_upload(file, limit: int) -> None:
@@ -182,9 +188,9 @@ def check_upload(file, limit: int) -> None:
     name = PurePath(file.name or "").name
     suffix = PurePath(name).suffix.lower()
     if suffix not in ACCEPTED_SUFFIXES:
-        accepted = ", ".join(ACCEPTED_SUFFIXES)
         raise UnsupportedMediaType(
-            f"Files of type {suffix or '(none)'} are not accepted; use {accepted}."
+            _("Files of type %(type)s are not accepted; use %(accepted)s.")
+            % {"type": suffix or _("(none)"), "accepted": ", ".join(ACCEPTED_SUFFIXES)}
         )
     if file.size > limit:
         raise PayloadTooLarge(too_large())
@@ -192,7 +198,10 @@ def check_upload(file, limit: int) -> None:
     file.seek(0)
     magic = MAGIC.get(suffix)
     if head and magic and not any(m in head for m in magic):
-        raise UnsupportedMediaType(f"{name} is named {suffix} but its content is not of that type.")
+        raise UnsupportedMediaType(
+            _("%(name)s is named %(type)s but its content is not of that type.")
+            % {"name": name, "type": suffix}
+        )
 
 
 @extend_schema_view(
@@ -228,7 +237,7 @@ class DocumentFile(APIView):
         try:
             handle = document.file.open("rb")
         except OSError:
-            raise exceptions.NotFound("The document's file is missing.", "file_missing")
+            raise exceptions.NotFound(_("The document's file is missing."), "file_missing")
         return FileResponse(handle, as_attachment=True, filename=document.original_name)
 
 
@@ -319,5 +328,5 @@ def own_conversation(user, pk: int | None, question: str) -> Conversation:
         return Conversation.objects.create(user=user, title=title, source=Conversation.Source.API)
     conversation = Conversation.objects.filter(pk=pk, user=user).first()
     if conversation is None:
-        raise exceptions.NotFound("No such conversation.", "not_found")
+        raise exceptions.NotFound(_("No such conversation."), "not_found")
     return conversation

@@ -8,6 +8,8 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 # File types the parsers read (retrieval.parsing sniffs the content again at ingestion).
 MAX_ID = 2**63 - 1  # the largest primary key the databases store
@@ -19,12 +21,18 @@ def upload_problem(upload: UploadedFile) -> str | None:
     name = PurePath(upload.name or "").name
     suffix = PurePath(name).suffix.lower()
     if suffix not in ACCEPTED_SUFFIXES:
-        accepted = ", ".join(ACCEPTED_SUFFIXES)
-        return f"{name}: files of type {suffix or '(none)'} are not accepted; use {accepted}."
+        return _("%(name)s: files of type %(type)s are not accepted; use %(accepted)s.") % {
+            "name": name,
+            "type": suffix or _("(none)"),
+            "accepted": ", ".join(ACCEPTED_SUFFIXES),
+        }
     if upload.size is not None and upload.size > settings.RAG_MAX_UPLOAD_MB * 1024 * 1024:
-        return f"{name} is larger than the {settings.RAG_MAX_UPLOAD_MB} MB upload limit."
+        return _("%(name)s is larger than the %(mb)s MB upload limit.") % {
+            "name": name,
+            "mb": settings.RAG_MAX_UPLOAD_MB,
+        }
     if not upload.size:
-        return f"{name} is empty."
+        return _("%(name)s is empty.") % {"name": name}
     return None
 
 
@@ -46,14 +54,18 @@ class MultipleFileField(forms.Field):
 class UploadForm(forms.Form):
     """One or more files for a knowledge base, and the password of protected PDFs."""
 
-    file = MultipleFileField(error_messages={"required": "Choose at least one file to upload."})
+    file = MultipleFileField(
+        error_messages={"required": gettext_lazy("Choose at least one file to upload.")}
+    )
     password = forms.CharField(required=False, max_length=200)
 
 
 class ReplaceForm(forms.Form):
     """A new file that replaces a document once it is indexed."""
 
-    file = forms.FileField(error_messages={"required": "Choose the file that replaces it."})
+    file = forms.FileField(
+        error_messages={"required": gettext_lazy("Choose the file that replaces it.")}
+    )
 
     def clean_file(self) -> UploadedFile:
         upload = self.cleaned_data["file"]
@@ -76,7 +88,7 @@ class IdListField(forms.Field):
         except (TypeError, ValueError):
             ids = [0]
         if not all(0 < pk <= MAX_ID for pk in ids):  # beyond MAX_ID the database errs
-            raise forms.ValidationError("Knowledge bases are given by their numeric ids.")
+            raise forms.ValidationError(_("Knowledge bases are given by their numeric ids."))
         return ids
 
 
@@ -86,12 +98,12 @@ class AskForm(forms.Form):
     question = forms.CharField(
         max_length=4000,
         strip=True,
-        error_messages={"required": "Type a question first."},
+        error_messages={"required": gettext_lazy("Type a question first.")},
     )
     # Ids only: whether the user may read them is decided by services, and a foreign id
     # answers 404 exactly like a missing one.
     knowledge_bases = IdListField(
-        error_messages={"required": "Choose at least one knowledge base."},
+        error_messages={"required": gettext_lazy("Choose at least one knowledge base.")},
     )
     conversation = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     regenerate = forms.BooleanField(required=False)
@@ -99,8 +111,8 @@ class AskForm(forms.Form):
 
 class FeedbackForm(forms.Form):
     rating = forms.TypedChoiceField(
-        choices=[(1, "helpful"), (-1, "not helpful")],
+        choices=[(1, gettext_lazy("helpful")), (-1, gettext_lazy("not helpful"))],
         coerce=int,
-        error_messages={"required": "Choose thumbs up or thumbs down."},
+        error_messages={"required": gettext_lazy("Choose thumbs up or thumbs down.")},
     )
     comment = forms.CharField(required=False, max_length=2000, strip=True)

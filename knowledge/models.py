@@ -62,11 +62,11 @@ class KnowledgeBase(models.Model):
 
 class Document(models.Model):
     class State(models.TextChoices):
-        QUEUED = "queued"
-        PROCESSING = "processing"
-        INDEXED = "indexed"
-        FAILED = "failed"
-        DISABLED = "disabled"
+        QUEUED = "queued", _("Queued")
+        PROCESSING = "processing", _("Processing")
+        INDEXED = "indexed", _("Indexed")
+        FAILED = "failed", _("Failed")
+        DISABLED = "disabled", _("Disabled")
 
     knowledge_base = models.ForeignKey(
         KnowledgeBase, on_delete=models.CASCADE, related_name="documents"

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, parsers, renderers
 from rest_framework.authentication import TokenAuthentication
@@ -29,7 +30,9 @@ from .sse import sse_event
 
 logger = logging.getLogger(__name__)
 
-SERVER_ERROR = "Something went wrong on our side; the error has been logged. Try again later."
+SERVER_ERROR = gettext_lazy(
+    "Something went wrong on our side; the error has been logged. Try again later."
+)
 
 
 class LockoutTokenAuthentication(TokenAuthentication):
@@ -158,7 +161,7 @@ def json_depth(data: Any) -> int:
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = 413
-    default_detail = "The request is too large."
+    default_detail = gettext_lazy("The request is too large.")
     default_code = "too_large"
 
 
@@ -171,32 +174,33 @@ class UnsupportedMediaType(exceptions.UnsupportedMediaType):
 
 class ServiceUnavailable(exceptions.APIException):
     status_code = 503
-    default_detail = "The service is unavailable right now; try again later."
+    default_detail = gettext_lazy("The service is unavailable right now; try again later.")
     default_code = "unavailable"
 
 
 class BadGateway(exceptions.APIException):
     status_code = 502
-    default_detail = "The language model server refused the request."
+    default_detail = gettext_lazy("The language model server refused the request.")
     default_code = "llm_error"
 
 
 def as_api_exception(exc: Exception) -> Exception:
-    """Our services' and libraries' errors as the DRF exception with the right status."""
+    """Our services' and libraries' errors as the DRF exception with the right status, their
+    sentences in the request's language (the libraries' own reasons stay as they wrote them)."""
     if isinstance(exc, services.KnowledgeBaseNotFoundError):
-        return exceptions.NotFound(str(exc), "not_found")
+        return exceptions.NotFound(knowledge_bases_not_found(exc.ids), "not_found")
     if isinstance(exc, answering.ConversationNotFoundError):
-        return exceptions.NotFound(str(exc), "not_found")
+        return exceptions.NotFound(_("No such conversation."), "not_found")
     if isinstance(exc, answering.EmptyQuestionError):
-        return exceptions.ValidationError({"question": [str(exc)]})
+        return exceptions.ValidationError({"question": [_("Ask a question: the text is empty.")]})
     if isinstance(exc, Http404):
-        return exceptions.NotFound("Not found.", "not_found")
+        return exceptions.NotFound(_("Not found."), "not_found")
     if isinstance(exc, services.UploadRejectedError):
         return exceptions.ValidationError({"file": [str(exc)]}, "upload_rejected")
     if isinstance(exc, RequestDataTooBig):
-        return PayloadTooLarge("The request body is too large.")
+        return PayloadTooLarge(_("The request body is too large."))
     if isinstance(exc, SuspiciousOperation):
-        return exceptions.ParseError("The request could not be read.", "bad_request")
+        return exceptions.ParseError(_("The request could not be read."), "bad_request")
     if isinstance(exc, GenerationUnavailableError):
         return ServiceUnavailable(str(exc), "llm_unavailable")
     if isinstance(exc, GenerationRequestError | GenerationError):
@@ -206,13 +210,19 @@ def as_api_exception(exc: Exception) -> Exception:
     return exc
 
 
+def knowledge_bases_not_found(ids: list[int]) -> str:
+    if not ids:
+        return _("No such knowledge base.")
+    return _("No such knowledge base: %(ids)s.") % {"ids": ", ".join(map(str, ids))}
+
+
 def error_body(exc: exceptions.APIException) -> dict[str, Any]:
     """{"detail": one sentence, "code": stable code} (+ "errors" per field for invalid input)."""
     detail, codes = exc.detail, exc.get_codes()
     if isinstance(detail, dict | list):
         errors = detail if isinstance(detail, dict) else {"non_field_errors": detail}
         return {
-            "detail": "Invalid request: " + _first_message(errors),
+            "detail": _("Invalid request: %(message)s") % {"message": _first_message(errors)},
             "code": "upload_rejected" if _has_code(codes, "upload_rejected") else "invalid",
             "errors": errors,
         }
@@ -243,7 +253,7 @@ def describe_error(exc: Exception) -> tuple[int, dict[str, Any]]:
     if isinstance(exc, exceptions.APIException):
         return exc.status_code, error_body(exc)
     logger.error("Unexpected error in an API request", exc_info=exc)
-    return 500, {"detail": SERVER_ERROR, "code": "server_error"}
+    return 500, {"detail": str(SERVER_ERROR), "code": "server_error"}
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:

@@ -27,6 +27,7 @@ from django.core.files import File
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from kombu.exceptions import KombuError
 
 from retrieval.chunking import chunk_sections
@@ -139,7 +140,7 @@ def add_document(
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
         digest, size = _copy_and_hash(content, spool)
         if size == 0:
-            raise UploadRejectedError(f"{name} is empty.")
+            raise UploadRejectedError(_("%(name)s is empty.") % {"name": name})
         existing = knowledge_base.documents.filter(sha256=digest).first()
         if existing:
             return UploadResult(_requeue_if_failed(existing, password), created=False)
@@ -177,7 +178,8 @@ def _copy_and_hash(source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:
         size += len(block)
         if size > limit:
             raise UploadRejectedError(
-                f"The file is larger than the {settings.RAG_MAX_UPLOAD_MB} MB upload limit."
+                _("The file is larger than the %(mb)s MB upload limit.")
+                % {"mb": settings.RAG_MAX_UPLOAD_MB}
             )
         digest.update(block)
         target.write(block)

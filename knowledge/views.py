@@ -26,17 +26,20 @@ from django.http import (
 )
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from . import answering, services
 from .forms import ACCEPTED_SUFFIXES, AskForm, FeedbackForm, ReplaceForm, UploadForm, upload_problem
 from .markdown import render_markdown
 from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
-from .sse import sse_event
+from .sse import in_language, sse_event
 
 logger = logging.getLogger(__name__)
 
-READ_ONLY = "You may read this knowledge base but not change its documents."
+READ_ONLY = gettext_lazy("You may read this knowledge base but not change its documents.")
 CONTEXT_CHUNKS = 2  # chunks shown before and after a cited one on the passage page
 
 
@@ -102,7 +105,7 @@ def upload(request: HttpRequest, pk: int) -> HttpResponse:
     knowledge_base = get_object_or_404(KnowledgeBase.objects.readable_by(request.user), pk=pk)
     if not services.manageable_knowledge_bases(request.user).filter(pk=pk).exists():
         if wants_json(request):
-            return JsonResponse({"results": [], "error": READ_ONLY}, status=403)
+            return JsonResponse({"results": [], "error": str(READ_ONLY)}, status=403)
         raise PermissionDenied(READ_ONLY)
     if request.method != "POST":
         return render(
@@ -121,7 +124,7 @@ def upload(request: HttpRequest, pk: int) -> HttpResponse:
 def receive_uploads(request: HttpRequest, knowledge_base: KnowledgeBase) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
-        error = " ".join(map(str, form.errors.get("file", []))) or "The upload is not valid."
+        error = " ".join(map(str, form.errors.get("file", []))) or _("The upload is not valid.")
         if wants_json(request):
             return JsonResponse({"results": [], "error": error}, status=400)
         messages.error(request, error)
@@ -156,9 +159,12 @@ def store_upload(knowledge_base: KnowledgeBase, upload, user, password: str = ""
     if document.state == Document.State.QUEUED:
         services.enqueue_ingestion(document)
     if stored.created:
-        result["message"] = f"{upload.name} is queued for indexing."
+        result["message"] = _("%(name)s is queued for indexing.") % {"name": upload.name}
     else:
-        result["message"] = f"{upload.name} is already in this knowledge base as {document}."
+        result["message"] = _("%(name)s is already in this knowledge base as %(document)s.") % {
+            "name": upload.name,
+            "document": document,
+        }
     result["duplicate"] = not stored.created
     result["document"] = document_status(document)
     return result
@@ -184,7 +190,7 @@ def document_status_json(request: HttpRequest, pk: int) -> JsonResponse:
     """State, progress and error of one document, polled by the upload and document pages."""
     document = readable_documents(request.user).filter(pk=pk).first()
     if document is None:
-        return JsonResponse({"error": "No such document."}, status=404)
+        return JsonResponse({"error": _("No such document.")}, status=404)
     response = JsonResponse(document_status(document))
     response["Cache-Control"] = "no-store"
     return response
@@ -198,7 +204,7 @@ def document_file(request: HttpRequest, pk: int) -> FileResponse:
     try:
         handle = document.file.open("rb")
     except (OSError, ValueError):
-        raise Http404("The stored file is missing.") from None
+        raise Http404(_("The stored file is missing.")) from None
     is_pdf = document.file_type == "pdf" or (
         not document.file_type and document.original_name.lower().endswith(".pdf")
     )
@@ -246,21 +252,21 @@ def file_url(document: Document, page_number: int | None) -> str:
 def document_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     """Disable, enable, re-index or delete a document from the document list."""
     document = manageable_document(request.user, pk)
-    name, knowledge_base_id = str(document), document.knowledge_base_id
+    names, knowledge_base_id = {"name": str(document)}, document.knowledge_base_id
     if action == "disable":
         services.set_document_enabled(document, False)
-        messages.success(request, f"{name} is disabled: answers no longer use it.")
+        messages.success(request, _("%(name)s is disabled: answers no longer use it.") % names)
     elif action == "enable":
         services.set_document_enabled(document, True)
-        messages.success(request, f"{name} is enabled again.")
+        messages.success(request, _("%(name)s is enabled again.") % names)
     elif action == "reindex":
         services.reindex_document(document)
-        messages.success(request, f"{name} is queued for indexing again.")
+        messages.success(request, _("%(name)s is queued for indexing again.") % names)
     elif action == "delete":
         services.delete_document(document)
-        messages.success(request, f"{name} is deleted.")
+        messages.success(request, _("%(name)s is deleted.") % names)
     else:
-        raise Http404("No such action.")
+        raise Http404(_("No such action."))
     return redirect("knowledge:knowledge_base", pk=knowledge_base_id)
 
 
@@ -281,9 +287,8 @@ def document_replace(request: HttpRequest, pk: int) -> HttpResponse:
         elif result["duplicate"]:
             messages.warning(request, result["message"])
         else:
-            messages.success(
-                request, f"{result['name']} will replace {document} once it is indexed."
-            )
+            replacing = _("%(name)s will replace %(document)s once it is indexed.")
+            messages.success(request, replacing % {"name": result["name"], "document": document})
     return redirect("knowledge:knowledge_base", pk=document.knowledge_base_id)
 
 
@@ -372,21 +377,22 @@ def answer_stream(request: AuthenticatedHttpRequest) -> HttpResponse | Streaming
     try:
         knowledge_bases = services.readable_knowledge_bases(request.user, data["knowledge_bases"])
     except services.KnowledgeBaseNotFoundError:
-        return JsonResponse({"error": "No such knowledge base."}, status=404)
+        return JsonResponse({"error": _("No such knowledge base.")}, status=404)
     conversation = None
     if data["conversation"]:
         conversation = Conversation.objects.filter(
             user=request.user, pk=data["conversation"]
         ).first()
         if conversation is None:
-            return JsonResponse({"error": "No such conversation."}, status=404)
+            return JsonResponse({"error": _("No such conversation.")}, status=404)
         if data["regenerate"]:
             forget_last_turn(conversation)
     events = answering.stream_answer(
         data["question"], knowledge_bases, user=request.user, conversation=conversation
     )
     response = StreamingHttpResponse(
-        chat_events(events, request.user), content_type="text/event-stream"
+        in_language(translation.get_language(), chat_events(events, request.user)),
+        content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
@@ -415,7 +421,7 @@ def chat_events(events: Iterable, user) -> Iterator[str]:
     except Exception:
         # The response has started, so the error goes to the page as an event.
         logger.exception("The answer stream failed")
-        message = "The answer could not be completed. Try again in a moment."
+        message = _("The answer could not be completed. Try again in a moment.")
         yield sse_event("error", {"message": message})
 
 
@@ -437,7 +443,7 @@ def feedback(request: AuthenticatedHttpRequest, pk: int) -> JsonResponse:
         pk=pk, conversation__user=request.user, role=Message.Role.ASSISTANT
     ).first()
     if message is None:
-        return JsonResponse({"error": "No such answer."}, status=404)
+        return JsonResponse({"error": _("No such answer.")}, status=404)
     form = FeedbackForm(request.POST)
     if not form.is_valid():
         errors = [str(error) for field in form.errors.values() for error in field]
@@ -453,7 +459,7 @@ def feedback(request: AuthenticatedHttpRequest, pk: int) -> JsonResponse:
 def conversation_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
     conversation = get_object_or_404(Conversation.objects.filter(user=request.user), pk=pk)
     conversation.delete()
-    messages.success(request, "The conversation is deleted.")
+    messages.success(request, _("The conversation is deleted."))
     return redirect("knowledge:chat")
 
 

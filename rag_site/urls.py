@@ -1,8 +1,10 @@
-"""URL wiring: the admin, authentication, and the knowledge app's pages and API."""
+"""URL wiring: the admin, authentication, the interface language, and the knowledge app's pages
+and API."""
 
 from django.contrib import admin
 from django.contrib.auth.views import LoginView
 from django.urls import include, path
+from django.views.i18n import JavaScriptCatalog
 
 from knowledge.security import LoginForm
 
@@ -11,6 +13,10 @@ urlpatterns = [
     # The login page says when a sign-in is locked out (knowledge.security).
     path("accounts/login/", LoginView.as_view(authentication_form=LoginForm), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
+    # POST language=en|zh-hans|zh-hant: the switcher in the header (remembered in a cookie).
+    path("i18n/", include("django.conf.urls.i18n")),
+    # gettext() for the pages' scripts, in the interface language (locale/*/djangojs.po).
+    path("jsi18n/", JavaScriptCatalog.as_view(packages=["knowledge"]), name="javascript-catalog"),
     path("", include("knowledge.api_urls")),
     path("", include("knowledge.urls")),
 ]

@@ -99,3 +99,17 @@ def extractive_mode(settings):
     answering.reset_llm_clients()
     yield
     answering.reset_llm_clients()
+
+
+@pytest.fixture(scope="session")
+def catalogues() -> None:
+    """The interface's translation catalogues, built when missing or stale (zh_Hant from zh_Hans,
+    then msgfmt), so that `pytest` alone works from a clean clone; Django then forgets any
+    catalogue it had read before."""
+    from django.conf import settings
+    from django.test.signals import setting_changed
+
+    from knowledge.catalogues import build_catalogues
+
+    build_catalogues()
+    setting_changed.send(None, setting="LOCALE_PATHS", value=settings.LOCALE_PATHS, enter=False)

@@ -35,7 +35,14 @@ def artifacts_dir() -> Path:
 
 
 @pytest.fixture
-def browser_page(monkeypatch) -> Iterator[object]:
+def browser_context_options() -> dict:
+    """Playwright's new_context() options; a test module overrides this fixture to change them
+    (e.g. {"locale": "zh-CN"}: the browser's language and its Accept-Language)."""
+    return {}
+
+
+@pytest.fixture
+def browser_page(monkeypatch, browser_context_options) -> Iterator[object]:
     """A Chromium page. Playwright's sync API runs an event loop in this thread while it is
     open, so Django's guard against ORM calls from async code is lifted for the test (and the
     browser lives only as long as the test)."""
@@ -50,7 +57,8 @@ def browser_page(monkeypatch) -> Iterator[object]:
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(executable))
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        options = {"viewport": {"width": 1400, "height": 1000}, **browser_context_options}
+        context = browser.new_context(**options)
         page = context.new_page()
         page.set_default_timeout(30_000)
         yield page

@@ -71,7 +71,7 @@ def log_in(page, live_server, user) -> None:
     page.goto(f"{live_server.url}/accounts/login/")
     page.fill("input[name=username]", user.username)
     page.fill("input[name=password]", f"pw-{user.username}")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")  # not the language buttons in the header
     page.wait_for_url(f"{live_server.url}/")
 
 

@@ -1,5 +1,6 @@
 // The upload page: several files at once (drop or choose), each with a progress bar from the
 // upload (XHR progress) through ingestion (polling the document's status) to indexed or failed.
+// Its words come from gettext() (the /jsi18n/ catalogue, in the interface language).
 "use strict";
 
 (function () {
@@ -51,12 +52,15 @@
     const dot = file.name.lastIndexOf(".");
     const suffix = dot >= 0 ? file.name.slice(dot).toLowerCase() : "";
     if (!accepted.includes(suffix)) {
-      return `${file.name}: files of type ${suffix || "(none)"} are not accepted; use ${accepted.join(", ")}.`;
+      const refused = gettext("%(name)s: files of type %(type)s are not accepted; use %(accepted)s.");
+      const type = suffix || gettext("(none)");
+      return interpolate(refused, { name: file.name, type, accepted: accepted.join(", ") }, true);
     }
     if (file.size > maxBytes) {
-      return `${file.name} is larger than the ${form.dataset.maxMb} MB upload limit.`;
+      const tooLarge = gettext("%(name)s is larger than the %(mb)s MB upload limit.");
+      return interpolate(tooLarge, { name: file.name, mb: form.dataset.maxMb }, true);
     }
-    if (file.size === 0) return `${file.name} is empty.`;
+    if (file.size === 0) return interpolate(gettext("%(name)s is empty."), { name: file.name }, true);
     return null;
   }
 
@@ -92,13 +96,14 @@
     request.upload.addEventListener("progress", (event) => {
       if (!event.lengthComputable) return;
       const percent = Math.round((100 * event.loaded) / event.total);
-      show(row, "uploading", percent, `Uploading… ${percent}%`);
+      show(row, "uploading", percent, `${gettext("Uploading…")} ${percent}%`);
     });
     request.addEventListener("load", () => received(request, row));
     request.addEventListener("error", () => {
-      show(row, "failed", 100, `${file.name}: the upload was interrupted; try again.`);
+      const interrupted = gettext("%(name)s: the upload was interrupted; try again.");
+      show(row, "failed", 100, interpolate(interrupted, { name: file.name }, true));
     });
-    show(row, "uploading", 0, "Uploading…");
+    show(row, "uploading", 0, gettext("Uploading…"));
     request.send(body);
   }
 
@@ -107,10 +112,10 @@
     try {
       body = JSON.parse(request.responseText);
     } catch (ignored) {
-      body = { error: `The server answered HTTP ${request.status}.` };
+      body = { error: interpolate(gettext("The server answered HTTP %s."), [request.status]) };
     }
     const result = (body.results || [])[0];
-    if (!result) return show(row, "failed", 100, body.error || "The upload failed.");
+    if (!result) return show(row, "failed", 100, body.error || gettext("The upload failed."));
     if (result.error) return show(row, "failed", 100, result.error);
     row.dataset.document = result.document.id;
     if (result.duplicate) row.querySelector(".status").dataset.note = result.message;
@@ -120,14 +125,21 @@
   function follow(status, row) {
     const note = row.querySelector(".status").dataset.note;
     if (status.state === "failed") {
-      return show(row, "failed", 100, `Failed: ${status.error || "the document could not be indexed."}`);
+      const reason = status.error || gettext("the document could not be indexed.");
+      return show(row, "failed", 100, interpolate(gettext("Failed: %s"), [reason]));
     }
     if (SETTLED.includes(status.state)) {
-      const pages = status.page_count ? `${status.page_count} page(s), ` : "";
-      const text = `${status.state_label}: ${pages}${status.chunk_count} chunk(s).`;
+      const counts = { label: status.state_label, chunks: status.chunk_count };
+      const text = status.page_count
+        ? interpolate(
+            gettext("%(label)s: %(pages)s page(s), %(chunks)s chunk(s)."),
+            { ...counts, pages: status.page_count },
+            true,
+          )
+        : interpolate(gettext("%(label)s: %(chunks)s chunk(s)."), counts, true);
       return show(row, status.state, 100, note ? `${note} ${text}` : text);
     }
-    const label = status.state === "queued" ? "Queued for indexing…" : "Indexing…";
+    const label = status.state === "queued" ? gettext("Queued for indexing…") : gettext("Indexing…");
     show(row, status.state, status.progress, `${label} ${status.progress}%`);
     setTimeout(() => poll(status.status_url, row), POLL_MS);
   }
