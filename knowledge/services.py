@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -268,10 +268,8 @@ def _ingest_claimed(
         [chunk.text for chunk in chunks],
         progress=lambda done, total: report(10 + 85 * done // total),
     )
-    if not _store_chunks(document, parsed, chunks, vectors, embedder.name):
+    if not _store_chunks(document, parsed, chunks, vectors, embedder.name, publish):
         return None
-    if publish:
-        sync_index(document.knowledge_base)
     return _finish(document)
 
 
@@ -337,10 +335,19 @@ def _progress_reporter(document: Document, callback: ProgressCallback | None) ->
     return report
 
 
-def _store_chunks(document, parsed, chunks, vectors: np.ndarray, embedding_model: str) -> bool:
+def _store_chunks(
+    document, parsed, chunks, vectors: np.ndarray, embedding_model: str, publish: bool = True
+) -> bool:
     """Swap the document's chunks for the new ones in one transaction (and retire what it
-    replaces). Returns False if the document was deleted meanwhile."""
-    with transaction.atomic():
+    replaces). Returns False if the document was deleted meanwhile.
+
+    With publish, the index version holding the new chunks is published inside that
+    transaction (under the knowledge base's lock, taken first), so that searches see the old
+    chunks with the old version until both the new chunks and the new version are committed:
+    a document indexed again never drops out of search.
+    """
+    lock = knowledge_base_lock(document.knowledge_base_id) if publish else nullcontext()
+    with lock, transaction.atomic():
         if not Document.objects.select_for_update().filter(pk=document.pk).exists():
             return False
         Chunk.objects.filter(document=document).delete()
@@ -371,6 +378,8 @@ def _store_chunks(document, parsed, chunks, vectors: np.ndarray, embedding_model
         )
         if document.replaces_id:
             Document.objects.filter(pk=document.replaces_id).delete()
+        if publish:
+            _sync_index_locked(document.knowledge_base)
     return True
 
 
@@ -501,24 +510,28 @@ def sync_index(knowledge_base: KnowledgeBase) -> int:
     """Bring the published indexes in line with the database and publish a new version if
     anything changed. Returns the published version. Serialised per knowledge base."""
     with knowledge_base_lock(knowledge_base.pk):
-        version = KnowledgeBase.objects.values_list("index_version", flat=True).get(
-            pk=knowledge_base.pk
-        )
-        store = get_index_store()
-        try:
-            pair = store.load(knowledge_base.pk, version)
-            pair.dense.ann_threshold = settings.RAG_ANN_THRESHOLD  # applies from this change on
-        except IndexNotBuiltError:
-            pair, version = empty_index_pair(), 0
-        wanted = set(searchable_chunks(knowledge_base).values_list("pk", flat=True))
-        present = set(pair.dense.ids().tolist())
-        missing, extra = wanted - present, present - wanted
-        if version and not missing and not extra:
-            return version
-        pair.dense.remove(sorted(extra))
-        pair.sparse.remove(sorted(extra))
-        _add_chunks(pair, Chunk.objects.filter(pk__in=missing))
-        return _publish(knowledge_base, store, pair, version + 1)
+        return _sync_index_locked(knowledge_base)
+
+
+def _sync_index_locked(knowledge_base: KnowledgeBase) -> int:
+    version = KnowledgeBase.objects.values_list("index_version", flat=True).get(
+        pk=knowledge_base.pk
+    )
+    store = get_index_store()
+    try:
+        pair = store.load(knowledge_base.pk, version)
+        pair.dense.ann_threshold = settings.RAG_ANN_THRESHOLD  # applies from this change on
+    except IndexNotBuiltError:
+        pair, version = empty_index_pair(), 0
+    wanted = set(searchable_chunks(knowledge_base).values_list("pk", flat=True))
+    present = set(pair.dense.ids().tolist())
+    missing, extra = wanted - present, present - wanted
+    if version and not missing and not extra:
+        return version
+    pair.dense.remove(sorted(extra))
+    pair.sparse.remove(sorted(extra))
+    _add_chunks(pair, Chunk.objects.filter(pk__in=missing))
+    return _publish(knowledge_base, store, pair, version + 1)
 
 
 def rebuild_index(knowledge_base: KnowledgeBase) -> int:
@@ -765,24 +778,35 @@ def search_passages(
     """Hybrid search (dense + BM25, fused, then reranked) over the given knowledge bases only.
 
     With a user, only those of the knowledge bases the user may read right now are searched,
-    whatever the caller resolved before.
+    whatever the caller resolved before. A search that meets a version published while it ran
+    (hits whose chunks were just replaced, or its index version already pruned) runs once
+    more on the bases' current versions, so a document indexed again never drops out.
     """
-    bases = KnowledgeBase.objects.filter(pk__in=[kb.pk for kb in knowledge_bases])
-    if user is not None:
-        bases = bases.filter(pk__in=KnowledgeBase.objects.readable_by(user).values("pk"))
-    pairs = {kb.pk: pair for kb in bases if (pair := loaded_index(kb)) and len(pair.dense)}
-    if not pairs or top_k <= 0 or not query.strip():
+    if top_k <= 0 or not query.strip():
         return []
-    retriever = HybridRetriever(
-        get_embedder(),
-        [(pair.dense, pair.sparse) for pair in pairs.values()],
-        depth=settings.RAG_RETRIEVAL_DEPTH,
-        fusion=settings.RAG_FUSION,
-        dense_weight=settings.RAG_FUSION_DENSE_WEIGHT,
-    )
     reranker = get_reranker()
     depth = top_k if isinstance(reranker, NoReranker) else max(top_k, settings.RAG_RERANK_DEPTH)
-    passages = passages_for(retriever.search(query, depth), allowed=list(pairs))
+    passages: list[Passage] = []
+    for _attempt in range(2):
+        bases = KnowledgeBase.objects.filter(pk__in=[kb.pk for kb in knowledge_bases])
+        if user is not None:
+            bases = bases.filter(pk__in=KnowledgeBase.objects.readable_by(user).values("pk"))
+        loaded = [(kb, loaded_index(kb)) for kb in bases]
+        pairs = {kb.pk: pair for kb, pair in loaded if pair and len(pair.dense)}
+        if not pairs:
+            return []
+        retriever = HybridRetriever(
+            get_embedder(),
+            [(pair.dense, pair.sparse) for pair in pairs.values()],
+            depth=settings.RAG_RETRIEVAL_DEPTH,
+            fusion=settings.RAG_FUSION,
+            dense_weight=settings.RAG_FUSION_DENSE_WEIGHT,
+        )
+        hits = retriever.search(query, depth)
+        passages = passages_for(hits, allowed=list(pairs))
+        pruned = any(pair is None and kb.index_version for kb, pair in loaded)
+        if len(passages) == len(hits) and not pruned:
+            break
     return reranked(reranker, query, passages, top_k)
 
 
