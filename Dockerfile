@@ -1,5 +1,9 @@
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# Tesseract OCR with English and Chinese language data, for scanned PDF pages and images.
+RUN apt-get update && apt-get install -y --no-install-recommends tesseract-ocr \
+    tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-chi-tra \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # GNU gettext's msgfmt compiles the interface's translations below.
 RUN apt-get update && apt-get install -y --no-install-recommends gettext \

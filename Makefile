@@ -75,6 +75,23 @@ browser:
 	else \
 		echo "Chromium is missing: sudo apt-get install chromium (browser tests need it)" >&2; \
 	fi
+
+# Tesseract with English, Simplified and Traditional Chinese data (OCR of scanned PDF pages and
+# images), and the Noto CJK fonts the OCR tests draw Chinese pages with: installed with apt when
+# missing and we are root; otherwise say how (scanned files then fail with "needs OCR").
+OCR_PACKAGES := tesseract-ocr tesseract-ocr-eng tesseract-ocr-chi-sim tesseract-ocr-chi-tra fonts-noto-cjk
+.PHONY: ocr
+ocr:
+	@missing=$$(for package in $(OCR_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$package 2>/dev/null | grep -q "ok installed" || echo $$package; \
+	done); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; \
+	else \
+		echo "OCR is missing: sudo apt-get install" $$missing >&2; \
+	fi
+install run worker test test-all test-quick: ocr
 	@fc-list :lang=zh family 2>/dev/null | grep -q . || ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 || \
 	if [ "$$(id -u)" = 0 ]; then \
 		apt-get update -q && apt-get install -y -q --no-install-recommends fonts-noto-cjk; \

@@ -34,7 +34,11 @@ class CorruptDocumentError(ParseError):
 
 
 class MissingDependencyError(ParseError):
-    """A library needed for this file (for example AES decryption) is not installed."""
+    """A library or program needed for this file (AES decryption, OCR) is not installed."""
+
+
+class TooLargeError(ParseError):
+    """Reading the file would pass a limit: a decompression bomb, a huge image, too many cells."""
 
 
 class IndexNotBuiltError(RetrievalError):

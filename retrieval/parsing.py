@@ -9,6 +9,7 @@ takes over for files pypdf cannot open and for pages where pypdf finds nothing o
 from __future__ import annotations
 
 import logging
+import math
 import re
 import unicodedata
 import zipfile
@@ -16,12 +17,11 @@ from collections.abc import Callable
 from functools import lru_cache
 from io import BytesIO
 from pathlib import PureWindowsPath
+from typing import TYPE_CHECKING
 
 import charset_normalizer
-import docx
 import pypdfium2
 from bs4 import BeautifulSoup, NavigableString, Tag
-from docx.table import Table
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import DependencyError
 
@@ -35,20 +35,24 @@ from retrieval.errors import (
     UnsupportedTypeError,
     WrongPasswordError,
 )
+from retrieval.limits import ParseLimits
 from retrieval.markup import FENCE, clean_markdown, fence_after, flatten_tables, split_front_matter
 from retrieval.types import ParsedDocument, Section
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from retrieval.ocr import ScannedPageReader, TesseractOcr
 
 logger = logging.getLogger(__name__)
 
 PageReader = Callable[[int], str | None]  # page number -> clean text; "" when none, None on failure
+Progress = Callable[[int, int], None]  # (pages done, pages in all)
+DEFAULT_LIMITS = ParseLimits()
 
 _MAGIC = (
-    (b"\x89PNG", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF87a", "a GIF image"),
     (b"GIF89a", "a GIF image"),
-    (b"II*\x00", "a TIFF image"),
-    (b"MM\x00*", "a TIFF image"),
     (b"MZ\x90\x00", "a Windows program"),
     (b"\x7fELF", "a Linux program"),
     (b"\x1f\x8b", "a gzip archive"),
@@ -57,6 +61,18 @@ _MAGIC = (
     (b"\xd0\xcf\x11\xe0", "an old Office file (.doc, .xls, .ppt); save it as .docx or PDF"),
 )
 _PDF_MAGIC = re.compile(rb"%PDF-\d")
+_IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*")  # PNG, JPEG, TIFF
+# An encrypted Office file is an OLE container with an EncryptedPackage stream (UTF-16 name).
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0"
+_OLE_ENCRYPTED = "EncryptedPackage".encode("utf-16-le")
+_OFFICE_PASSWORD = (
+    "This Office file is password-protected; save it again without a password and upload that."
+)
+_OFFICE_PARTS = {
+    "word/document.xml": "docx",
+    "ppt/presentation.xml": "pptx",
+    "xl/workbook.xml": "xlsx",
+}
 _BOMS = (
     (b"\xef\xbb\xbf", "utf-8-sig"),
     (b"\xff\xfe\x00\x00", "utf-32"),
@@ -93,14 +109,26 @@ def detect_file_type(data: bytes, filename: str = "") -> str:
     return _sniff(data, filename)[0]
 
 
-def parse_document(data: bytes, filename: str = "", password: str | None = None) -> ParsedDocument:
-    """Extract a file's text as sections; raise a ParseError subclass when that is impossible."""
+def parse_document(
+    data: bytes,
+    filename: str = "",
+    password: str | None = None,
+    *,
+    ocr: TesseractOcr | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
+    progress: Progress | None = None,
+) -> ParsedDocument:
+    """Extract a file's text as sections; raise a ParseError subclass when that is impossible.
+
+    ocr reads scanned PDF pages and images (None: they fail as needing OCR); limits bound the
+    work one file may cause (TooLargeError past them); progress(done, total) follows the pages.
+    """
     try:
         file_type, text = _sniff(data, filename)
         if file_type == "pdf":
-            return _parse_pdf(data, filename, password)
-        if file_type == "docx":
-            return _parse_docx(data, filename)
+            return _parse_pdf(data, filename, password, ocr, limits, progress)
+        if file_type not in ("html", "markdown", "text"):
+            return _parse_format(file_type, data, text, filename, ocr, limits, progress)
         parser = {"html": _parse_html, "markdown": _parse_markdown, "text": _parse_text}[file_type]
         return parser(text or "", filename)
     except (ParseError, MemoryError):
@@ -108,6 +136,31 @@ def parse_document(data: bytes, filename: str = "", password: str | None = None)
     except Exception as error:
         logger.exception("Unexpected failure while parsing %r", filename)
         raise CorruptDocumentError("The file could not be read: it may be damaged.") from error
+
+
+def _parse_format(
+    file_type: str,
+    data: bytes,
+    text: str | None,
+    filename: str,
+    ocr: TesseractOcr | None,
+    limits: ParseLimits,
+    progress: Progress | None,
+) -> ParsedDocument:
+    """Hand images, Office files, spreadsheets and e-mail to the module that reads them."""
+    # Imported here: those modules build on this one's text helpers.
+    from retrieval import mail, office, spreadsheets
+    from retrieval.ocr import parse_image
+
+    if file_type == "image":
+        return parse_image(data, filename, ocr, limits, progress)
+    if file_type == "csv":
+        return spreadsheets.parse_csv(text or "", filename, limits)
+    if file_type == "eml":
+        return mail.parse_email(data, filename)
+    if file_type == "xlsx":
+        return spreadsheets.parse_xlsx(data, filename, limits)
+    return office.parse_office(file_type, data, filename, limits)
 
 
 # Type detection and decoding
@@ -121,6 +174,10 @@ def _sniff(data: bytes, filename: str) -> tuple[str, str | None]:
         return "pdf", None
     if data.startswith(b"PK\x03\x04"):
         return _zip_type(data, filename), None
+    if data.startswith(_IMAGE_MAGIC):
+        return "image", None
+    if data.startswith(_OLE_MAGIC) and _OLE_ENCRYPTED in data:
+        raise PasswordRequiredError(_OFFICE_PASSWORD)
     kind = next((kind for magic, kind in _MAGIC if data.startswith(magic)), None)
     if kind is None and b"\x00" in data[:8192] and not _unicode_codec(data):
         kind = "binary data"
@@ -129,11 +186,11 @@ def _sniff(data: bytes, filename: str) -> tuple[str, str | None]:
     if kind or controls > 0.1 * len(text[:8192]):
         kind = kind or "binary data"
         raise UnsupportedTypeError(f"The file looks like {kind}, not a document we can read.")
-    return _text_kind(text, filename), text
+    return _record_kind(text, filename) or _text_kind(text, filename), text
 
 
 def _zip_type(data: bytes, filename: str) -> str:
-    """Return "docx" for a Word document; reject any other zip archive."""
+    """Return "docx", "pptx" or "xlsx" for an Office file; reject any other zip archive."""
     try:
         with zipfile.ZipFile(BytesIO(data)) as archive:
             names = set(archive.namelist())
@@ -141,10 +198,29 @@ def _zip_type(data: bytes, filename: str) -> str:
         logger.warning("Unreadable zip archive %r: %s", filename, error)
         if b"word/document.xml" in data or filename.lower().endswith(".docx"):
             raise CorruptDocumentError(_DOCX_DAMAGED) from error
+        if any(part.encode() in data for part in _OFFICE_PARTS) or filename.lower().endswith(
+            (".pptx", ".xlsx")
+        ):
+            message = "The Office file is damaged and could not be read."
+            raise CorruptDocumentError(message) from error
         raise UnsupportedTypeError("The file is a damaged zip archive, not a document.") from error
-    if "word/document.xml" not in names:
-        raise UnsupportedTypeError("The file is a zip archive, not a Word document.")
-    return "docx"
+    kind = next((kind for part, kind in _OFFICE_PARTS.items() if part in names), None)
+    if kind is None:
+        raise UnsupportedTypeError(
+            "The file is a zip archive, not a Word, PowerPoint or Excel document."
+        )
+    return kind
+
+
+def _record_kind(text: str, filename: str) -> str | None:
+    """Return "eml" for an e-mail message, "csv" for a table of delimited values, else None."""
+    # Imported here: those modules build on this one's text helpers.
+    from retrieval.mail import looks_like_email
+    from retrieval.spreadsheets import looks_like_csv
+
+    if looks_like_email(text):
+        return "eml"
+    return "csv" if looks_like_csv(text, filename) else None
 
 
 def _unicode_codec(data: bytes) -> str | None:
@@ -326,24 +402,64 @@ def _looks_garbled(text: str) -> bool:
 # PDF
 
 
-def _parse_pdf(data: bytes, filename: str, password: str | None) -> ParsedDocument:
+def _parse_pdf(
+    data: bytes,
+    filename: str,
+    password: str | None,
+    ocr: TesseractOcr | None = None,
+    limits: ParseLimits = DEFAULT_LIMITS,
+    progress: Progress | None = None,
+) -> ParsedDocument:
     """Open a PDF with pypdf (encryption, page tree, metadata) and read each page's text with
     pdfium, which is about 15 times faster here and reads CJK fonts that pypdf garbles; pypdf's
     own text is the fallback for pages pdfium gets empty or garbled, and pdfium alone recovers
-    files pypdf cannot open."""
+    files pypdf cannot open. Pages still without usable text are rendered and read with OCR."""
     reader, used_password = _open_pypdf(data, password)
     pdfium = _PdfiumText(data, used_password if reader else password)
+    scanned = _scanned_page_readers(pdfium, ocr, limits)
     try:
         if reader is not None:
             page_count = len(reader.pages)
-            pages = _collect_pages(page_count, [pdfium.page_text, _pypdf_page_reader(reader)])
-            return _pdf_document(_title(filename, _pypdf_title(reader)), page_count, *pages, [])
-        page_count = pdfium.page_count()
-        pages = _collect_pages(page_count, [pdfium.page_text])
-        warning = "The PDF is damaged; its text was recovered but may be incomplete."
-        return _pdf_document(_title(filename), page_count, *pages, [warning])
+            readers: list[PageReader] = [pdfium.page_text, _pypdf_page_reader(reader), *scanned]
+            title, warnings = _title(filename, _pypdf_title(reader)), []
+        else:
+            page_count = pdfium.page_count()
+            readers = [pdfium.page_text, *scanned]
+            title = _title(filename)
+            warnings = ["The PDF is damaged; its text was recovered but may be incomplete."]
+        pages = _collect_pages(page_count, readers, progress)
+        _note_ocr(scanned, pages[0], warnings, page_count)
+        return _pdf_document(title, page_count, *pages, warnings)
     finally:
         pdfium.close()
+
+
+def _scanned_page_readers(
+    pdfium: _PdfiumText, ocr: TesseractOcr | None, limits: ParseLimits
+) -> list[ScannedPageReader]:
+    """The OCR reader of pages without a usable text layer: one, or none when OCR is off."""
+    from retrieval.ocr import ScannedPageReader  # it builds on this module's text helpers
+
+    return [ScannedPageReader(pdfium.page_image, ocr, limits)] if ocr else []
+
+
+def _note_ocr(
+    scanned: list[ScannedPageReader], sections: list[Section], warnings: list[str], pages: int
+) -> None:
+    """Say which pages were read with OCR; fail a wholly scanned PDF when OCR is missing."""
+    for reader in scanned:
+        if reader.missing is not None and not sections:
+            raise reader.missing
+        if reader.missing is not None:
+            warnings.append(f"Pages without a text layer were skipped: {reader.missing}")
+        found = {section.page for section in sections}
+        read = [number for number in reader.pages_with_text if number in found]
+        if read:
+            listed = ", ".join(map(str, read[:10])) + (", ..." if len(read) > 10 else "")
+            warnings.append(
+                f"{len(read)} of {pages} page(s) were read with OCR (pages {listed}); "
+                "their text may hold recognition errors"
+            )
 
 
 def _open_pypdf(data: bytes, password: str | None) -> tuple[PdfReader | None, str | None]:
@@ -437,6 +553,20 @@ class _PdfiumText:
             logger.warning("pdfium failed on page %d (%s: %s)", number, type(error).__name__, error)
             return None
 
+    def page_image(self, number: int, dpi: int, max_pixels: int) -> Image.Image | None:
+        """Render a page in grey at dpi, less where that would pass max_pixels; None on failure."""
+        document = self._open()
+        try:
+            page = document[number - 1] if document else None
+            if page is None:
+                return None
+            width, height = page.get_size()
+            scale = min(dpi / 72, math.sqrt(max_pixels / max(width * height, 1.0)))
+            return page.render(scale=scale, grayscale=True).to_pil()
+        except Exception as error:
+            logger.warning("pdfium could not render page %d (%s)", number, type(error).__name__)
+            return None
+
     def close(self) -> None:
         """Release pdfium's memory."""
         if self._document is not None:
@@ -455,7 +585,7 @@ class _PdfiumText:
 
 
 def _collect_pages(
-    page_count: int, readers: list[PageReader]
+    page_count: int, readers: list[PageReader], progress: Progress | None = None
 ) -> tuple[list[Section], list[int], list[int]]:
     """Read each page with the first reader giving clean text; list empty and garbled pages."""
     sections: list[Section] = []
@@ -472,6 +602,8 @@ def _collect_pages(
             if all(text is None for text in texts):
                 raise CorruptDocumentError(f"Page {number} of the PDF is damaged and unreadable.")
             (garbled if any(texts) else empty).append(number)
+        if progress:
+            progress(number, page_count)
     return sections, empty, garbled
 
 
@@ -503,36 +635,7 @@ def _pdf_document(
     return ParsedDocument("pdf", title, sections, page_count, warnings)
 
 
-# DOCX, HTML, Markdown, plain text
-
-
-def _parse_docx(data: bytes, filename: str) -> ParsedDocument:
-    """Read paragraphs and tables in order; Title and Heading N styles build the heading path."""
-    builder = _SectionBuilder()
-    try:
-        for block in docx.Document(BytesIO(data)).iter_inner_content():
-            if isinstance(block, Table):
-                builder.add_line(_table_text(block))
-                continue
-            style = (block.style.name if block.style is not None else None) or ""
-            level = re.fullmatch(r"heading ([1-9])", style.strip(), re.I)
-            if level or style == "Title":
-                builder.heading(int(level.group(1)) if level else 0, block.text)
-            else:
-                builder.add_line(block.text)
-    except Exception as error:
-        logger.warning("Unreadable Word document %r: %r", filename, error)
-        raise CorruptDocumentError(_DOCX_DAMAGED) from error
-    return builder.document("docx", filename)
-
-
-def _table_text(table: Table) -> str:
-    """Write a table as one line per row, cells separated by " | ", merged cells once."""
-    rows = []
-    for row in table.rows:
-        cells = list({id(cell._tc): " ".join(cell.text.split()) for cell in row.cells}.values())
-        rows.append(" | ".join(cells))
-    return "\n".join(rows)
+# HTML, Markdown, plain text (Word and PowerPoint: retrieval/office.py)
 
 
 def _parse_html(text: str, filename: str) -> ParsedDocument:

@@ -18,6 +18,14 @@ class Section:
     heading_path: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """A file carried inside another one (an e-mail's attachment), to be ingested on its own."""
+
+    name: str
+    data: bytes
+
+
 @dataclass
 class ParsedDocument:
     """What a parser extracted from a file: its type, a title, sections in reading order.
@@ -31,6 +39,7 @@ class ParsedDocument:
     sections: list[Section]
     page_count: int | None = None
     warnings: list[str] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)  # ingested as documents
     metadata: dict[str, str] = field(default_factory=dict)
 
 

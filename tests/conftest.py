@@ -101,6 +101,26 @@ def extractive_mode(settings):
     answering.reset_llm_clients()
 
 
+@pytest.fixture
+def tesseract() -> None:
+    """Tesseract with English and Chinese data and the Noto CJK fonts (`make ocr` installs
+    them): tests that read scans skip without them, except under REQUIRE_SERVICES=1 (CI),
+    where they fail."""
+    from retrieval.errors import MissingDependencyError
+    from retrieval.ocr import TesseractOcr
+    from tests.scans import FONT
+
+    try:
+        TesseractOcr().ensure_installed()
+        problem = None if FONT.is_file() else f"the font {FONT} is missing"
+    except MissingDependencyError as error:
+        problem = str(error)
+    if problem and os.environ.get("REQUIRE_SERVICES") == "1":
+        pytest.fail(f"OCR tests need `make ocr`: {problem}")
+    if problem:
+        pytest.skip(f"OCR tests need `make ocr`: {problem}")
+
+
 @pytest.fixture(scope="session")
 def catalogues() -> None:
     """The interface's translation catalogues, built when missing or stale (zh_Hant from zh_Hans,
