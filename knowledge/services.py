@@ -62,6 +62,10 @@ class UploadRejectedError(Exception):
     """An upload was refused before it was stored; the message says why."""
 
 
+class DocumentDeletedError(Exception):
+    """The document was deleted while it was being ingested: the work stops."""
+
+
 class DocumentBusyError(Exception):
     """Another worker holds the document's lease; try again after retry_after seconds."""
 
@@ -237,7 +241,11 @@ def ingest_document(
     if document is None or document.state != Document.State.PROCESSING:
         return document
     with _lease_heartbeat(document.pk):
-        return _ingest_claimed(document, _progress_reporter(document, progress), publish)
+        try:
+            return _ingest_claimed(document, _progress_reporter(document, progress), publish)
+        except DocumentDeletedError:
+            logger.info("Document %s was deleted during ingestion; its work stopped.", document_id)
+            return None
 
 
 def _ingest_claimed(
@@ -264,13 +272,33 @@ def _ingest_claimed(
     if not chunks:
         return _fail(document, "The document holds no text to index.")
     report(10)
-    vectors = embedder.embed(
+    vectors = _embed_in_slices(
+        embedder,
         [chunk.text for chunk in chunks],
         progress=lambda done, total: report(10 + 85 * done // total),
     )
     if not _store_chunks(document, parsed, chunks, vectors, embedder.name, publish):
         return None
     return _finish(document)
+
+
+def _embed_in_slices(
+    embedder: Embedder, texts: list[str], progress: Callable[[int, int], None]
+) -> np.ndarray:
+    """Embed a few batches at a time, reporting progress after each slice: the report raises
+    DocumentDeletedError once the document is gone, so deleting a large document stops its
+    embedding within seconds instead of at the end."""
+    step = settings.RAG_EMBEDDING_BATCH_SIZE * 8
+    parts = []
+    for start in range(0, len(texts), step):
+        part = texts[start : start + step]
+
+        def in_slice(done: int, _: int, at: int = start) -> None:
+            progress(at + done, len(texts))
+
+        parts.append(embedder.embed(part, progress=in_slice))
+        progress(start + len(part), len(texts))
+    return np.vstack(parts)
 
 
 def _claim(document_id: int) -> Document | None:
@@ -328,7 +356,10 @@ def _lease_heartbeat(document_id: int) -> Iterator[None]:
 def _progress_reporter(document: Document, callback: ProgressCallback | None) -> ProgressCallback:
     def report(percent: int) -> None:
         lease = timezone.now() + timedelta(seconds=settings.RAG_INGEST_LEASE_SECONDS)
-        Document.objects.filter(pk=document.pk).update(progress=percent, lease_expires_at=lease)
+        if not Document.objects.filter(pk=document.pk).update(
+            progress=percent, lease_expires_at=lease
+        ):
+            raise DocumentDeletedError(document.pk)
         if callback:
             callback(percent)
 
@@ -383,13 +414,16 @@ def _store_chunks(
     return True
 
 
-def _fail(document: Document, message: str) -> Document:
+def _fail(document: Document, message: str) -> Document | None:
+    """Mark the document failed and drop its chunks; None if it was deleted meanwhile."""
     with transaction.atomic():
         Chunk.objects.filter(document=document).delete()
-        Document.objects.filter(pk=document.pk).update(
+        failed = Document.objects.filter(pk=document.pk).update(
             state=Document.State.FAILED, error=message, progress=100, lease_expires_at=None
         )
     sync_index(document.knowledge_base)
+    if not failed:
+        return None
     document.refresh_from_db()
     logger.info("Document %s failed: %s", document.pk, message)
     return document
