@@ -32,6 +32,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from . import answering, services
+from .document_errors import translated_error
 from .forms import ACCEPTED_SUFFIXES, AskForm, FeedbackForm, ReplaceForm, UploadForm, upload_problem
 from .markdown import render_markdown
 from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
@@ -177,7 +178,7 @@ def document_status(document: Document) -> dict:
         "state": document.state,
         "state_label": document.get_state_display(),
         "progress": document.progress,
-        "error": document.error,
+        "error": translated_error(document.error),
         "page_count": document.page_count,
         "chunk_count": document.chunk_count,
         "status_url": reverse("knowledge:document_status", args=[document.pk]),

@@ -5,6 +5,7 @@ zh-hans catalogue is complete and zh-hant is made from it. The catalogues are re
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import re
@@ -21,9 +22,10 @@ from rest_framework.test import APIClient
 
 from knowledge import answering
 from knowledge.catalogues import SIMPLIFIED, read_catalogue
-from knowledge.models import Conversation, Message
+from knowledge.document_errors import FIXED_ERRORS
+from knowledge.models import Conversation, Document, Message
 from tests.conftest import REPO_ROOT
-from tests.factories import make_knowledge_base, make_user
+from tests.factories import add_text, make_knowledge_base, make_user
 from tests.knowledge.apiclient import indexed_text, sse_json, token_client
 from tests.openai_server import Reply
 
@@ -183,6 +185,37 @@ def test_the_scripts_get_their_words_in_the_interface_language(client):
     assert simplified["Found %s passage; writing the answer…"] == ["找到 %s 个段落，正在生成回答…"]
     assert traditional["Searching…"] == "正在檢索…"
     assert "Searching…" not in catalogue("en")  # English is the text in the scripts
+
+
+def test_a_failed_documents_reason_is_in_the_interface_language(member, handbook):
+    document = add_text(handbook, "report.pdf", "not really a PDF")
+    reason = "The PDF is truncated or damaged and could not be read."
+    Document.objects.filter(pk=document.pk).update(state=Document.State.FAILED, error=reason)
+    client = logged_in(member)
+    status = client.get(
+        reverse("knowledge:document_status", args=[document.pk]), HTTP_ACCEPT_LANGUAGE="zh-CN"
+    )
+    assert status.json()["error"] == "该 PDF 不完整或已损坏，无法读取。"
+    assert status.json()["state_label"] == "失败"
+    listed = html_of(client, reverse("knowledge:knowledge_base", args=[handbook.pk]), "zh-TW")
+    assert "該 PDF 不完整或已損壞，無法讀取。" in listed
+    english = client.get(reverse("knowledge:document_status", args=[document.pk]))
+    assert english.json()["error"] == reason
+
+
+def test_each_translated_document_error_is_still_one_the_code_writes():
+    """FIXED_ERRORS must follow the parsers' sentences, or their translations stop matching."""
+    written = set()
+    for path in [*REPO_ROOT.glob("retrieval/*.py"), *REPO_ROOT.glob("knowledge/*.py")]:
+        if path.name == "document_errors.py":
+            continue
+        tree = ast.parse(path.read_text("utf-8"))
+        written |= {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        }
+    assert [error for error in FIXED_ERRORS if error not in written] == []
 
 
 # --- API errors ---------------------------------------------------------------------------------
