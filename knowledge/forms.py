@@ -13,7 +13,11 @@ from django.utils.translation import gettext_lazy
 
 # File types the parsers read (retrieval.parsing sniffs the content again at ingestion).
 MAX_ID = 2**63 - 1  # the largest primary key the databases store
-ACCEPTED_SUFFIXES = (".pdf", ".docx", ".html", ".htm", ".md", ".markdown", ".txt", ".text")
+ACCEPTED_SUFFIXES = (
+    *(".pdf", ".docx", ".pptx", ".xlsx", ".csv", ".tsv", ".eml"),
+    *(".html", ".htm", ".md", ".markdown", ".txt", ".text"),
+    *(".png", ".jpg", ".jpeg", ".tif", ".tiff"),
+)
 
 
 def upload_problem(upload: UploadedFile) -> str | None:

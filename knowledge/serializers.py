@@ -74,7 +74,10 @@ class DocumentSerializer(serializers.ModelSerializer):
 class DocumentUploadSerializer(serializers.Serializer):
     file = serializers.FileField(
         allow_empty_file=True,  # an empty file gets our own, clearer message
-        help_text="PDF, Word (.docx), HTML, Markdown or plain text.",
+        help_text=(
+            "PDF (scanned pages are read with OCR), Word (.docx), PowerPoint (.pptx), Excel "
+            "(.xlsx), CSV, e-mail (.eml), PNG, JPEG or TIFF images, HTML, Markdown or plain text."
+        ),
     )
     password = serializers.CharField(
         required=False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import io
 import logging
 import tempfile
 import threading
@@ -40,11 +41,13 @@ from retrieval.embedders import (
 )
 from retrieval.errors import IndexNotBuiltError, ParseError
 from retrieval.hybrid import HybridRetriever
+from retrieval.limits import ParseLimits
+from retrieval.ocr import TesseractOcr
 from retrieval.parsing import parse_document
 from retrieval.rerank import Candidate, CrossEncoderReranker, NoReranker, Reranker, WindowReranker
 from retrieval.sparse import Bm25Index, present_idf
 from retrieval.store import IndexPair, IndexStore
-from retrieval.types import Hit, Passage
+from retrieval.types import Attachment, Hit, Passage
 
 from .locks import knowledge_base_lock, renewing_every
 from .models import Chunk, Document, KnowledgeBase
@@ -52,6 +55,8 @@ from .models import Chunk, Document, KnowledgeBase
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int], None]
+# Ingestion progress (percent) once the file is read; OCR'd pages advance it up to here.
+PARSED_PERCENT = 40  # then embedding takes it to 95
 HEADING_SEPARATOR = " › "
 # Documents whose chunks belong in the published indexes. A document being re-ingested keeps
 # its old chunks searchable until the new ones replace them.
@@ -107,6 +112,26 @@ def get_embedder() -> Embedder:
     return _load_embedder(settings.RAG_EMBEDDING_MODEL, settings.RAG_EMBEDDING_BACKEND)
 
 
+def get_ocr() -> TesseractOcr | None:
+    """The OCR engine for scanned pages and images; None when RAG_OCR_LANGUAGES is empty."""
+    if not settings.RAG_OCR_LANGUAGES:
+        return None
+    return TesseractOcr(
+        settings.RAG_OCR_LANGUAGES, settings.RAG_OCR_DPI, settings.RAG_OCR_PAGE_TIMEOUT
+    )
+
+
+def parse_limits() -> ParseLimits:
+    """What one uploaded file may cost to read."""
+    return ParseLimits(
+        unpacked_bytes=settings.RAG_MAX_UNPACKED_MB * 1024 * 1024,
+        xml_elements=settings.RAG_MAX_XML_ELEMENTS,
+        sheet_cells=settings.RAG_MAX_SHEET_CELLS,
+        image_pixels=settings.RAG_MAX_IMAGE_PIXELS,
+        image_pages=settings.RAG_MAX_IMAGE_PAGES,
+    )
+
+
 @functools.cache
 def _load_embedder(name: str, backend: str) -> Embedder:
     factory = EMBEDDERS.get(name.partition(":")[0])
@@ -135,6 +160,7 @@ def add_document(
     user=None,
     password: str = "",
     replaces: Document | None = None,
+    attached_to: Document | None = None,
 ) -> UploadResult:
     """Store an upload as a queued Document, unless the same content is already in the base.
 
@@ -158,6 +184,7 @@ def add_document(
             password=password,
             uploaded_by=user if user and user.is_authenticated else None,
             replaces=replaces,
+            attached_to=attached_to,
         )
         suffix = Path(name).suffix.lower()[:10]
         document.file.save(f"{digest}{suffix}", File(spool), save=False)
@@ -254,7 +281,14 @@ def _ingest_claimed(
     try:
         with document.file.open("rb") as handle:
             data = handle.read()
-        parsed = parse_document(data, document.original_name, document.password or None)
+        parsed = parse_document(
+            data,
+            document.original_name,
+            document.password or None,
+            ocr=get_ocr(),
+            limits=parse_limits(),
+            progress=_page_progress(report),
+        )
     except ParseError as error:
         return _fail(document, str(error))
     except OSError:
@@ -271,15 +305,50 @@ def _ingest_claimed(
     )
     if not chunks:
         return _fail(document, "The document holds no text to index.")
-    report(10)
+    report(PARSED_PERCENT)
     vectors = _embed_in_slices(
         embedder,
         [chunk.text for chunk in chunks],
-        progress=lambda done, total: report(10 + 85 * done // total),
+        progress=lambda done, total: report(PARSED_PERCENT + 55 * done // total),
     )
     if not _store_chunks(document, parsed, chunks, vectors, embedder.name, publish):
         return None
-    return _finish(document)
+    finished = _finish(document)
+    _ingest_attachments(finished, parsed.attachments, publish)
+    return finished
+
+
+def _page_progress(report: ProgressCallback) -> Callable[[int, int], None]:
+    """Turn the parser's pages done into percent (up to PARSED_PERCENT), reported on change:
+    reading scanned pages with OCR takes seconds a page."""
+    last = [0]
+
+    def pages_done(done: int, total: int) -> None:
+        percent = 1 + (PARSED_PERCENT - 1) * done // max(total, 1)
+        if percent != last[0]:
+            last[0] = percent
+            report(percent)
+
+    return pages_done
+
+
+def _ingest_attachments(message: Document, attachments: list[Attachment], publish: bool) -> None:
+    """Store each readable attachment of an indexed e-mail as a document of its own, linked to
+    the message (deleted with it), and ingest it now, so that both are searchable together."""
+    for attachment in attachments:
+        try:
+            upload = add_document(
+                message.knowledge_base,
+                attachment.name,
+                io.BytesIO(attachment.data),
+                user=message.uploaded_by,
+                attached_to=message,
+            )
+        except UploadRejectedError as error:
+            logger.info("Attachment %s of document %s: %s", attachment.name, message.pk, error)
+            continue
+        if upload.created:
+            ingest_document(upload.document.pk, publish=publish)
 
 
 def _embed_in_slices(

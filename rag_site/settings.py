@@ -197,6 +197,18 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
 RAG_MAX_UPLOAD_MB = env_int("RAG_MAX_UPLOAD_MB", 50, minimum=1)
+# What one file may cost to read (retrieval.limits.ParseLimits): a file past a limit fails with
+# a clear error instead of filling the worker's memory.
+RAG_MAX_UNPACKED_MB = env_int("RAG_MAX_UNPACKED_MB", 256, minimum=1)
+RAG_MAX_XML_ELEMENTS = env_int("RAG_MAX_XML_ELEMENTS", 5_000_000, minimum=1000)
+RAG_MAX_SHEET_CELLS = env_int("RAG_MAX_SHEET_CELLS", 1_000_000, minimum=1)
+RAG_MAX_IMAGE_PIXELS = env_int("RAG_MAX_IMAGE_PIXELS", 100_000_000, minimum=10_000)
+RAG_MAX_IMAGE_PAGES = env_int("RAG_MAX_IMAGE_PAGES", 500, minimum=1)
+# OCR of scanned pages and images with Tesseract: languages ("" turns OCR off), resolution,
+# and the most seconds one page may take.
+RAG_OCR_LANGUAGES = env_str("RAG_OCR_LANGUAGES", "eng+chi_sim+chi_tra").strip()
+RAG_OCR_DPI = env_int("RAG_OCR_DPI", 300, minimum=70)
+RAG_OCR_PAGE_TIMEOUT = env_int("RAG_OCR_PAGE_TIMEOUT", 300, minimum=1)
 # Django buffers an upload in memory up to this size, then spools it to a temporary file.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

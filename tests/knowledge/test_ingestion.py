@@ -128,8 +128,8 @@ def test_a_replacement_swaps_the_chunks_once_it_is_indexed():
 def test_a_failed_replacement_keeps_the_old_version():
     knowledge_base = make_knowledge_base()
     old = ingest(add_text(knowledge_base, "travel.md", HANDBOOK))
-    with (PDFS / "175.pdf").open("rb") as handle:
-        new = services.add_document(knowledge_base, "175.pdf", handle, replaces=old).document
+    with (PDFS / "unreadablemetadata.pdf").open("rb") as handle:
+        new = services.add_document(knowledge_base, "travel.pdf", handle, replaces=old).document
     assert ingest(new).state == Document.State.FAILED
     assert Document.objects.get(pk=old.pk).state == Document.State.INDEXED
     assert services.search_passages([knowledge_base], "receipts for meals")
