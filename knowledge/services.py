@@ -294,6 +294,8 @@ def _ingest_claimed(
     except OSError:
         logger.exception("Cannot read the stored file of document %s", document.pk)
         return _fail(document, "The stored file is missing or unreadable; upload it again.")
+    if problem := _too_large(parsed):
+        return _fail(document, problem)
     embedder = get_embedder()
     chunks = chunk_sections(
         parsed.sections,
@@ -305,6 +307,8 @@ def _ingest_claimed(
     )
     if not chunks:
         return _fail(document, "The document holds no text to index.")
+    if len(chunks) > settings.RAG_MAX_DOCUMENT_CHUNKS:
+        return _fail(document, _too_many(len(chunks), settings.RAG_MAX_DOCUMENT_CHUNKS, "chunks"))
     report(PARSED_PERCENT)
     vectors = _embed_in_slices(
         embedder,
@@ -349,6 +353,29 @@ def _ingest_attachments(message: Document, attachments: list[Attachment], publis
             continue
         if upload.created:
             ingest_document(upload.document.pk, publish=publish)
+
+
+def _too_large(parsed) -> str | None:
+    """Why the extracted text is too much for one document (RAG_MAX_DOCUMENT_CHARS), checked
+    before chunking and embedding, which would hold the worker for minutes; None if it fits."""
+    characters = sum(len(section.text) for section in parsed.sections)
+    if characters > settings.RAG_MAX_DOCUMENT_CHARS:
+        return _too_many(characters, settings.RAG_MAX_DOCUMENT_CHARS, "characters")
+    return None
+
+
+def _too_many(count: int, limit: int, what: str) -> str:
+    message = {
+        "characters": _(
+            "The document holds %(count)s characters of text, more than the %(limit)s one "
+            "document may have; split it into smaller files."
+        ),
+        "chunks": _(
+            "The document makes %(count)s passages, more than the %(limit)s one document may "
+            "have; split it into smaller files."
+        ),
+    }[what]
+    return message % {"count": f"{count:,}", "limit": f"{limit:,}"}
 
 
 def _embed_in_slices(

@@ -197,6 +197,10 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 
 RAG_MAX_UPLOAD_MB = env_int("RAG_MAX_UPLOAD_MB", 50, minimum=1)
+# What one document may hold once its text is extracted: more is refused with a message, before
+# chunking and embedding (a 40 MB one-line HTML page would hold a worker for minutes).
+RAG_MAX_DOCUMENT_CHARS = env_int("RAG_MAX_DOCUMENT_CHARS", 5_000_000, minimum=1)
+RAG_MAX_DOCUMENT_CHUNKS = env_int("RAG_MAX_DOCUMENT_CHUNKS", 20_000, minimum=1)
 # What one file may cost to read (retrieval.limits.ParseLimits): a file past a limit fails with
 # a clear error instead of filling the worker's memory.
 RAG_MAX_UNPACKED_MB = env_int("RAG_MAX_UNPACKED_MB", 256, minimum=1)
