@@ -25,11 +25,18 @@ def upload_problem(upload: UploadedFile) -> str | None:
     name = PurePath(upload.name or "").name
     suffix = PurePath(name).suffix.lower()
     if suffix not in ACCEPTED_SUFFIXES:
-        return _("%(name)s: files of type %(type)s are not accepted; use %(accepted)s.") % {
-            "name": name,
-            "type": suffix or _("(none)"),
-            "accepted": ", ".join(ACCEPTED_SUFFIXES),
-        }
+        # What was uploaded, and what would be read (the upload page's script says the same).
+        names = {"name": name, "type": suffix, "accepted": " ".join(ACCEPTED_SUFFIXES)}
+        if suffix:
+            refused = _(
+                "%(name)s is a %(type)s file, which cannot be read; upload %(accepted)s files."
+            )
+        else:
+            refused = _(
+                "%(name)s has no file type ending (such as .pdf), so it cannot be read; "
+                "upload %(accepted)s files."
+            )
+        return refused % names
     if upload.size is not None and upload.size > settings.RAG_MAX_UPLOAD_MB * 1024 * 1024:
         return _("%(name)s is larger than the %(mb)s MB upload limit.") % {
             "name": name,

@@ -33,6 +33,17 @@ _MARKER = re.compile(r"\[(\s*\d+(?:\s*[,;]\s*\d+)*\s*)\]")
 _PLACEHOLDER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
 
 
+# Tags of the templates static-site generators read (Liquid, Jinja: {% page %}, {{ site.x }}):
+# markup of the document's build, not words of the document.
+_TEMPLATE_TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.DOTALL)
+
+
+def render_passage(text: str) -> str:
+    """A passage of a document (a chunk, a source's preview) as sanitised HTML: its Markdown
+    rendered, template tags left out; markers like [1] in it stay plain text."""
+    return render_markdown(_TEMPLATE_TAG.sub("", text))
+
+
 def render_markdown(text: str, citation_urls: Mapping[int, str] | None = None) -> str:
     """Render an answer as sanitised HTML; markers [n] (or [1, 2]) whose n is in citation_urls
     become links to those URLs, other markers stay plain text."""

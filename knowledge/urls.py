@@ -14,6 +14,7 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=lazy(static, str)("knowledge/favicon.ico"))),
     path("knowledge-bases/<int:pk>/", views.knowledge_base_detail, name="knowledge_base"),
     path("knowledge-bases/<int:pk>/upload/", views.upload, name="upload"),
+    path("documents/status/", views.documents_status_json, name="documents_status"),
     path("documents/<int:pk>/status/", views.document_status_json, name="document_status"),
     path("documents/<int:pk>/file/", views.document_file, name="document_file"),
     path("documents/<int:pk>/replace/", views.document_replace, name="document_replace"),

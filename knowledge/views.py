@@ -15,7 +15,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import connection
+from django.db.models import Q
 from django.http import (
     FileResponse,
     Http404,
@@ -33,8 +35,16 @@ from django.views.decorators.http import require_POST
 
 from . import answering, services
 from .document_errors import translated_error
-from .forms import ACCEPTED_SUFFIXES, AskForm, FeedbackForm, ReplaceForm, UploadForm, upload_problem
-from .markdown import render_markdown
+from .forms import (
+    ACCEPTED_SUFFIXES,
+    MAX_ID,
+    AskForm,
+    FeedbackForm,
+    ReplaceForm,
+    UploadForm,
+    upload_problem,
+)
+from .markdown import render_markdown, render_passage
 from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
 from .sse import in_language, sse_event
 
@@ -86,16 +96,74 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
+# The document list's columns that sort (?sort=name, ?sort=-name for descending).
+DOCUMENT_SORTS = {
+    "name": "original_name",
+    "title": "title",
+    "type": "file_type",
+    "state": "state",
+    "pages": "page_count",
+    "chunks": "chunk_count",
+    "added": "created_at",
+}
+DOCUMENTS_PER_PAGE = 50
+# What may be done to a document in each state; anything else is refused.
+DOCUMENT_ACTIONS: dict[str, tuple[str, ...]] = {
+    Document.State.QUEUED: ("delete",),
+    Document.State.PROCESSING: ("delete",),
+    Document.State.INDEXED: ("disable", "reindex", "replace", "delete"),
+    Document.State.FAILED: ("reindex", "replace", "delete"),
+    Document.State.DISABLED: ("enable", "delete"),
+}
+# The same, the other way round, for the page's script as a row changes state.
+ACTION_STATES = {
+    action: " ".join(state for state, actions in DOCUMENT_ACTIONS.items() if action in actions)
+    for action in ("enable", "disable", "reindex", "replace", "delete")
+}
+
+
 @page
 def knowledge_base_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The document list: searched by file name or title (?q=), sorted (?sort=), in pages."""
     # A knowledge base the user may not read answers 404, exactly like a missing one.
     knowledge_base = get_object_or_404(KnowledgeBase.objects.readable_by(request.user), pk=pk)
-    documents = knowledge_base.documents.order_by("-created_at")
+    query = request.GET.get("q", "").strip()[:200]
+    sort = request.GET.get("sort", "")
+    if sort.removeprefix("-") not in DOCUMENT_SORTS:
+        sort = "-added"
+    field = DOCUMENT_SORTS[sort.removeprefix("-")]
+    order = f"-{field}" if sort.startswith("-") else field
+    documents = knowledge_base.documents.select_related("replaces").order_by(order, "-pk")
+    if query:
+        documents = documents.filter(Q(original_name__icontains=query) | Q(title__icontains=query))
+    page_obj = Paginator(documents, DOCUMENTS_PER_PAGE).get_page(request.GET.get("page"))
+    rows = [
+        {"document": document, "actions": DOCUMENT_ACTIONS.get(document.state, ("delete",))}
+        for document in page_obj
+    ]
     may_manage = services.manageable_knowledge_bases(request.user).filter(pk=pk).exists()
+    # Each column's link sorts by it, or the other way round when it is the current sort.
+    columns = {
+        key: {
+            "sort": f"-{key}" if sort == key else key,
+            "arrow": "▲" if sort == key else "▼" if sort == f"-{key}" else "",
+        }
+        for key in DOCUMENT_SORTS
+    }
     return render(
         request,
         "knowledge/knowledge_base.html",
-        {"knowledge_base": knowledge_base, "documents": documents, "may_manage": may_manage},
+        {
+            "knowledge_base": knowledge_base,
+            "rows": rows,
+            "page_obj": page_obj,
+            "query": query,
+            "sort": sort,
+            "columns": columns,
+            "action_states": ACTION_STATES,
+            "total": knowledge_base.documents.count(),
+            "may_manage": may_manage,
+        },
     )
 
 
@@ -186,6 +254,24 @@ def document_status(document: Document) -> dict:
     }
 
 
+MAX_STATUS_IDS = 500
+
+
+@login_required
+def documents_status_json(request: HttpRequest) -> JsonResponse:
+    """The state of several documents at once (?ids=1,2,3), for the upload page and the document
+    list: one request for all the files a page follows, however many. Ids the user may not read
+    are left out, exactly like missing ones."""
+    ids = [int(item) for item in request.GET.get("ids", "").split(",") if item.isdigit()]
+    if not ids or len(ids) > MAX_STATUS_IDS:
+        error = _("Give between 1 and %(limit)d document ids, separated by commas.")
+        return JsonResponse({"error": error % {"limit": MAX_STATUS_IDS}}, status=400)
+    found = readable_documents(request.user).filter(pk__in=[i for i in ids if i <= MAX_ID])
+    response = JsonResponse({"documents": [document_status(document) for document in found]})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
 @login_required
 def document_status_json(request: HttpRequest, pk: int) -> JsonResponse:
     """State, progress and error of one document, polled by the upload and document pages."""
@@ -254,6 +340,10 @@ def document_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     """Disable, enable, re-index or delete a document from the document list."""
     document = manageable_document(request.user, pk)
     names, knowledge_base_id = {"name": str(document)}, document.knowledge_base_id
+    if action not in DOCUMENT_ACTIONS.get(document.state, ()):
+        refused = _("%(name)s is %(state)s: that cannot be done to it now.")
+        messages.error(request, refused % {**names, "state": document.get_state_display()})
+        return redirect("knowledge:knowledge_base", pk=knowledge_base_id)
     if action == "disable":
         services.set_document_enabled(document, False)
         messages.success(request, _("%(name)s is disabled: answers no longer use it.") % names)
@@ -362,7 +452,7 @@ def citations_with_urls(citations: list[dict], user) -> list[dict]:
             url = f"{document_url}#page={page_number}"
         else:
             url = reverse("knowledge:passage", args=[citation["chunk_id"]])
-        shown.append({**citation, "url": url})
+        shown.append({**citation, "url": url, "html": render_passage(citation.get("text") or "")})
     return shown
 
 

@@ -100,7 +100,7 @@ def test_upload_watch_indexing_ask_and_follow_the_citation_to_its_page(
     assert rows.nth(1).locator(".status").inner_text() == (
         "Failed: The PDF is truncated or damaged and could not be read."
     )
-    assert "tool.exe: files of type .exe are not accepted" in rows.nth(2).inner_text()
+    assert "Failed: tool.exe is a .exe file, which cannot be read" in rows.nth(2).inner_text()
     assert "big.txt is larger than the 1 MB upload limit." in rows.nth(3).inner_text()
     states = page.evaluate("window.uploadStates")
     assert states[0] == "uploading" and states[-1] == "indexed"

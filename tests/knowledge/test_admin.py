@@ -57,7 +57,7 @@ def test_the_admin_refuses_a_file_type_we_do_not_read(admin_client):
         },
     )
     assert response.status_code == 200
-    assert "tool.exe: files of type .exe are not accepted" in response.content.decode()
+    assert "tool.exe is a .exe file, which cannot be read; upload .pdf" in response.content.decode()
     assert not Document.objects.exists()
 
 

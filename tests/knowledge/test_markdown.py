@@ -1,6 +1,6 @@
 """Safe Markdown for answers: formatting survives, script never does, citations become links."""
 
-from knowledge.markdown import render_markdown
+from knowledge.markdown import render_markdown, render_passage
 
 LINKS = {1: "/documents/7/file/#page=3", 2: "/passages/42/"}
 
@@ -39,3 +39,13 @@ def test_markers_without_a_source_stay_text():
 def test_private_use_characters_cannot_forge_a_citation():
     html = render_markdown("\ue0001\ue001 text", LINKS)
     assert "citation" not in html and "1 text" in html
+
+
+def test_a_passage_drops_template_tags_and_renders_its_markdown():
+    html = render_passage(
+        "Each upload is **queued** first.\n\n{% page 3 %}\n\n![diagram](x.png) Then `ingest`."
+        " {{ site.title }} [2]"
+    )
+    assert "<strong>queued</strong>" in html and "<code>ingest</code>" in html
+    assert "{%" not in html and "{{" not in html and "**" not in html
+    assert "<img" not in html and "[2]" in html and "<a" not in html

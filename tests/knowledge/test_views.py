@@ -12,8 +12,9 @@ from django.test import Client
 from django.urls import reverse
 
 from knowledge import answering, services
-from knowledge.models import Document, Feedback, Message
-from tests.conftest import PDFS
+from knowledge.models import Chunk, Document, Feedback, Message
+from rag_site.settings import default_embedding_model
+from tests.conftest import PDFS, REPO_ROOT
 from tests.factories import add_file, add_text, make_knowledge_base, make_user
 from tests.openai_server import Reply
 
@@ -108,9 +109,11 @@ def test_a_staff_member_uploads_several_files_and_each_reaches_indexed(
 def test_an_upload_of_a_type_we_do_not_read_is_refused_with_its_name(owner, handbook):
     response = upload(logged_in(owner), handbook, SimpleUploadedFile("setup.exe", b"MZ\x90\x00"))
     assert response.status_code == 400
-    assert (
-        "setup.exe: files of type .exe are not accepted" in response.json()["results"][0]["error"]
-    )
+    error = response.json()["results"][0]["error"]
+    assert error.startswith("setup.exe is a .exe file, which cannot be read; upload .pdf .docx")
+    response = upload(logged_in(owner), handbook, SimpleUploadedFile("README", b"Read me."))
+    error = response.json()["results"][0]["error"]
+    assert error.startswith("README has no file type ending (such as .pdf), so it cannot be read")
     assert not Document.objects.exists()
 
 
@@ -190,7 +193,11 @@ def test_the_document_list_shows_state_pages_and_chunks(owner, handbook):
     response = logged_in(owner).get(reverse("knowledge:knowledge_base", args=[handbook.pk]))
     html = response.content.decode()
     row = html[html.index(f'data-document="{paper.pk}"') :]
-    assert re.search(r'<td class="pages">8</td>\s*<td class="chunks">' f"{paper.chunk_count}<", row)
+    assert re.search(
+        r'<td class="pages number optional">8</td>\s*<td class="chunks number">'
+        f"{paper.chunk_count}<",
+        row,
+    )
     assert "The PDF is truncated or damaged and could not be read." in html
     assert f'data-document="{broken.pk}" data-state="failed"' in html
 
@@ -211,6 +218,79 @@ def test_disable_enable_and_delete_from_the_document_list(owner, handbook):
     act("delete")
     assert not Document.objects.filter(pk=document.pk).exists()
     assert services.check_index(handbook).problems == []
+
+
+def actions_offered(html: str, document: Document) -> list[str]:
+    """The actions of the document's row that are not hidden, in order."""
+    row = html[html.index(f'data-document="{document.pk}"') :]
+    row = row[: row.index("</tr>")]
+    shown = re.findall(r'<form[^>]*action="[^"]*/(\w+)/"[^>]*data-states="[^"]*"(?! hidden)', row)
+    return shown
+
+
+def test_each_row_offers_only_the_actions_that_apply_to_its_state(owner, handbook):
+    indexed = ingested(add_text(handbook, "leave.md", HANDBOOK.decode()))
+    failed = ingested(add_file(handbook, PDFS / "issue-848-truncated-at-50pct.pdf"))
+    disabled = ingested(add_text(handbook, "old.md", "# Old\n\nAn old policy."))
+    services.set_document_enabled(disabled, False)
+    queued = add_text(handbook, "new.md", "# New\n\nA new policy.")
+    html = logged_in(owner).get(reverse("knowledge:knowledge_base", args=[handbook.pk])).text
+    assert actions_offered(html, indexed) == ["disable", "reindex", "replace", "delete"]
+    assert actions_offered(html, failed) == ["reindex", "replace", "delete"]
+    assert actions_offered(html, disabled) == ["enable", "delete"]
+    assert actions_offered(html, queued) == ["delete"]
+    assert html.count('<details class="menu">') == 4  # one menu per row, not four buttons
+
+
+def test_an_action_that_does_not_apply_is_refused_and_changes_nothing(owner, handbook):
+    failed = ingested(add_file(handbook, PDFS / "issue-848-truncated-at-50pct.pdf"))
+    client = logged_in(owner)
+    response = client.post(
+        reverse("knowledge:document_action", args=[failed.pk, "disable"]), follow=True
+    )
+    assert Document.objects.get(pk=failed.pk).state == "failed"
+    assert "is Failed: that cannot be done to it now." in response.text
+
+
+def test_the_document_list_searches_by_file_name_or_title_sorts_and_pages(owner, handbook):
+    for number in range(1, 56):
+        add_text(handbook, f"memo-{number:02}.md", f"# Memo number {number}\n\nText {number}.")
+    travel = add_text(handbook, "travel.md", "# Expense rules\n\nReceipts within thirty days.")
+    Document.objects.filter(pk=travel.pk).update(title="Expense rules")  # as ingestion sets it
+    client = logged_in(owner)
+    url = reverse("knowledge:knowledge_base", args=[handbook.pk])
+
+    first = client.get(url, {"sort": "name"}).text
+    names = re.findall(r'title="([^"]+)">\1</a>', first)
+    assert names[:2] == ["memo-01.md", "memo-02.md"] and len(names) == 50
+    assert "Page 1 of 2" in first and 'rel="next"' in first
+    second = client.get(url, {"sort": "name", "page": 2}).text
+    assert re.findall(r'title="([^"]+)">\1</a>', second)[-1] == "travel.md"
+    backwards = client.get(url, {"sort": "-name"}).text
+    assert re.findall(r'title="([^"]+)">\1</a>', backwards)[0] == "travel.md"
+
+    by_title = client.get(url, {"q": "expense"}).text  # the title, not the file name
+    assert re.findall(r'title="([^"]+)">\1</a>', by_title) == ["travel.md"]
+    assert "1 of 56 document matches." in by_title
+    by_name = client.get(url, {"q": "MEMO-3"}).text
+    assert len(re.findall(r'title="(memo-3\d\.md)"', by_name)) == 10
+    assert "No document matches the search." in client.get(url, {"q": "nothing"}).text
+    assert client.get(url, {"sort": "bogus", "page": "x"}).status_code == 200
+
+
+def test_one_status_request_answers_for_many_documents(owner, member, handbook):
+    documents = [add_text(handbook, f"note-{n}.md", f"# Note {n}\n\nText.") for n in range(3)]
+    foreign = add_text(make_knowledge_base("board"), "secret.md", "# Secret\n\nText.")
+    ids = ",".join(str(d.pk) for d in [*documents, foreign]) + ",999999"
+    response = logged_in(member).get(reverse("knowledge:documents_status"), {"ids": ids})
+    assert response.status_code == 200
+    found = response.json()["documents"]
+    assert sorted(item["id"] for item in found) == sorted(d.pk for d in documents)
+    assert {item["state"] for item in found} == {"queued"}
+    assert response["Cache-Control"] == "no-store"
+    for bad in ("", "x", ",".join(["1"] * 501)):
+        response = logged_in(member).get(reverse("knowledge:documents_status"), {"ids": bad})
+        assert response.status_code == 400
 
 
 def test_a_member_who_is_not_staff_may_not_delete(member, handbook):
@@ -271,9 +351,45 @@ def test_the_passage_page_shows_the_cited_chunk_in_its_context(member, handbook)
     document = ingested(add_text(handbook, "leave.md", HANDBOOK.decode()))
     first, second = document.chunks.order_by("order")
     html = logged_in(member).get(reverse("knowledge:passage", args=[second.pk])).content.decode()
-    assert f'class="chunk cited" id="chunk-{second.pk}"' in html
+    assert f'class="chunk rendered cited" id="chunk-{second.pk}"' in html
     assert f'id="chunk-{first.pk}"' in html
     assert "Report sick leave" in html and "Leave policy › Sick leave" in html
+
+
+MARKED_UP = """# Upload states
+
+Each upload is **queued** first, then `processing`.
+
+{% include note.html %}
+
+![The states](states.png) A failed upload says why.
+"""
+
+
+def test_markdown_in_passages_descriptions_and_sources_is_rendered_never_raw(member, handbook):
+    handbook.description = "The `handbook` of **every** team."
+    handbook.save()
+    document = ingested(add_text(handbook, "states.md", MARKED_UP))
+    chunk = document.chunks.order_by("order").first()
+    # Markup that reached a chunk (from a parser that kept it, or stored before one stripped it).
+    Chunk.objects.filter(pk=chunk.pk).update(text=MARKED_UP)
+    client = logged_in(member)
+    pages = {
+        "passage": client.get(reverse("knowledge:passage", args=[chunk.pk])).text,
+        "home": client.get(reverse("knowledge:home")).text,
+        "documents": client.get(reverse("knowledge:knowledge_base", args=[handbook.pk])).text,
+    }
+    assert "<strong>queued</strong>" in pages["passage"]
+    assert "<code>processing</code>" in pages["passage"]
+    for text in pages.values():
+        assert "**" not in text and "{% include" not in text and "![The states]" not in text
+    for name in ("home", "documents"):
+        assert "The <code>handbook</code> of <strong>every</strong> team." in pages[name]
+    answer = done(ask(client, "What state is an upload in first?", [handbook]))
+    (source, *_) = answer["passages"]
+    assert "<strong>queued</strong>" in source["html"] and "{%" not in source["html"]
+    conversation = client.get(reverse("knowledge:conversation", args=[answer["conversation"]]))
+    assert '<div class="passage-text"><h1>Upload states</h1>' in conversation.text
 
 
 # --- The same 404 for foreign and missing things ------------------------------------------------
@@ -362,6 +478,21 @@ def done(response) -> dict:
 def indexed_handbook(handbook):
     ingested(add_text(handbook, "leave.md", HANDBOOK.decode()))
     return handbook
+
+
+@pytest.mark.slow
+def test_the_example_question_is_answered_from_the_demo_documents(member, handbook, settings):
+    """The chat box's placeholder asks something that the documents `make run` ingests answer,
+    with the embedding model it uses."""
+    settings.RAG_EMBEDDING_MODEL = default_embedding_model()
+    for path in sorted((REPO_ROOT / "docs").glob("*.md")):
+        ingested(add_text(handbook, path.name, path.read_text()))
+    page = logged_in(member).get(reverse("knowledge:chat")).text
+    placeholder = re.search(r'id="question"[^>]*placeholder="e\.g\. ([^"]+)"', page).group(1)
+    answer = done(ask(logged_in(member), placeholder, [handbook]))
+    cited = {citation["document_title"] for citation in answer["citations"]}
+    assert "User guide" in cited, answer
+    assert "PDF" in answer["answer"] or "50 MB" in answer["answer"], answer["answer"]
 
 
 def test_the_chat_page_offers_only_the_knowledge_bases_the_user_reads(member, handbook):

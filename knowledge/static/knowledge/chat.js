@@ -5,6 +5,10 @@
 "use strict";
 
 (function () {
+  // On a phone the conversation list starts folded, so that the conversation comes first.
+  const conversations = document.getElementById("conversations");
+  if (conversations && window.matchMedia("(max-width: 700px)").matches) conversations.open = false;
+
   const form = document.getElementById("ask-form");
   const transcript = document.getElementById("transcript");
   if (!form || !transcript) return;
@@ -200,9 +204,11 @@
           )
         : citation.document_title;
       link.textContent = `[${citation.n}] ${title}`;
-      const text = document.createElement("span");
+      // The passage's Markdown as HTML that the server rendered and sanitised, like the answer.
+      const text = document.createElement("div");
       text.className = "passage-text";
-      text.textContent = citation.text;
+      if (citation.html !== undefined) text.innerHTML = citation.html;
+      else text.textContent = citation.text;
       item.append(link, text);
       list.appendChild(item);
     }

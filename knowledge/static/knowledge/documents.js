@@ -1,8 +1,8 @@
-// The document list: progress of documents being indexed, and confirmation before deleting.
+// The document list: progress of documents being indexed (status.js), one open actions menu at
+// a time, and confirmation before deleting.
 "use strict";
 
 (function () {
-  const POLL_MS = 1000;
   const BUSY = ["queued", "processing"];
 
   document.querySelectorAll("form[data-confirm]").forEach((form) => {
@@ -11,34 +11,40 @@
     });
   });
 
-  document.querySelectorAll("#documents tr[data-document]").forEach((row) => {
-    if (BUSY.includes(row.dataset.state)) poll(row);
+  // Opening one menu closes the others; a click elsewhere closes them all.
+  const menus = document.querySelectorAll("details.menu");
+  menus.forEach((menu) => {
+    menu.addEventListener("toggle", () => {
+      if (menu.open) menus.forEach((other) => other !== menu && (other.open = false));
+    });
+  });
+  document.addEventListener("click", (event) => {
+    menus.forEach((menu) => !menu.contains(event.target) && (menu.open = false));
   });
 
-  async function poll(row) {
-    try {
-      const response = await fetch(row.dataset.statusUrl, {
-        headers: { Accept: "application/json" },
-      });
-      if (!response.ok) return;
-      const status = await response.json();
-      update(row, status);
-      if (BUSY.includes(status.state)) setTimeout(() => poll(row), POLL_MS);
-    } catch (error) {
-      setTimeout(() => poll(row), POLL_MS * 3);
-    }
-  }
+  const source = document.getElementById("documents-status");
+  if (!source) return;
+  const status = window.DocumentStatus(source.dataset.url, update);
+  document.querySelectorAll("#documents tr[data-document]").forEach((row) => {
+    if (BUSY.includes(row.dataset.state)) status.follow(row.dataset.document);
+  });
 
-  function update(row, status) {
-    row.dataset.state = status.state;
+  function update(document_) {
+    const row = document.querySelector(`#documents tr[data-document="${document_.id}"]`);
+    if (!row) return;
+    row.dataset.state = document_.state;
     const cell = row.querySelector("td.state");
-    cell.className = `state state-${status.state}`;
+    cell.className = `state state-${document_.state}`;
     const bar = cell.querySelector("progress");
-    bar.value = status.progress;
-    bar.hidden = !BUSY.includes(status.state);
-    cell.querySelector(".state-label").textContent = status.state_label;
-    cell.querySelector(".document-error").textContent = status.error || "";
-    row.querySelector("td.pages").textContent = status.page_count ?? "–";
-    row.querySelector("td.chunks").textContent = status.chunk_count;
+    bar.value = document_.progress;
+    bar.hidden = !BUSY.includes(document_.state);
+    cell.querySelector(".state-label").textContent = document_.state_label;
+    cell.querySelector(".document-error").textContent = document_.error || "";
+    row.querySelector("td.pages").textContent = document_.page_count ?? "–";
+    row.querySelector("td.chunks").textContent = document_.chunk_count;
+    // Only the actions that apply to the new state.
+    row.querySelectorAll("form[data-states]").forEach((form) => {
+      form.hidden = !form.dataset.states.split(" ").includes(document_.state);
+    });
   }
 })();

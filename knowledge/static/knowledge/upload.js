@@ -1,5 +1,7 @@
 // The upload page: several files at once (drop or choose), each with a progress bar from the
-// upload (XHR progress) through ingestion (polling the document's status) to indexed or failed.
+// upload (XHR progress, a few files at a time) through ingestion (status.js: one request for
+// all the files on the page) to indexed, or to failed: a red bar and a reason that starts
+// "Failed:" whatever went wrong.
 // Its words come from gettext() (the /jsi18n/ catalogue, in the interface language).
 "use strict";
 
@@ -11,8 +13,14 @@
   if (!form || !zone || !input || !list) return;
   const maxBytes = Number(form.dataset.maxBytes);
   const accepted = form.dataset.accept.split(",");
-  const POLL_MS = 700;
   const SETTLED = ["indexed", "failed", "disabled"];
+  const PARALLEL_UPLOADS = 3;
+  const rows = new Map(); // document id -> its rows (the same content may be dropped twice)
+  const waiting = [];
+  let uploading = 0;
+  const tracker = window.DocumentStatus(form.dataset.statusUrl, (document_) => {
+    for (const row of rows.get(String(document_.id)) || []) follow(document_, row);
+  });
 
   input.addEventListener("change", () => {
     uploadAll(input.files);
@@ -41,10 +49,23 @@
       const row = addRow(file);
       const problem = checkFile(file);
       if (problem) {
-        show(row, "failed", 100, problem);
+        fail(row, problem);
       } else {
-        send(file, row);
+        show(row, "waiting", 0, gettext("Waiting to upload…"));
+        waiting.push([file, row]);
       }
+    }
+    sendNext();
+  }
+
+  function sendNext() {
+    while (uploading < PARALLEL_UPLOADS && waiting.length) {
+      uploading += 1;
+      const [file, row] = waiting.shift();
+      send(file, row, () => {
+        uploading -= 1;
+        sendNext();
+      });
     }
   }
 
@@ -52,9 +73,11 @@
     const dot = file.name.lastIndexOf(".");
     const suffix = dot >= 0 ? file.name.slice(dot).toLowerCase() : "";
     if (!accepted.includes(suffix)) {
-      const refused = gettext("%(name)s: files of type %(type)s are not accepted; use %(accepted)s.");
-      const type = suffix || gettext("(none)");
-      return interpolate(refused, { name: file.name, type, accepted: accepted.join(", ") }, true);
+      const names = { name: file.name, type: suffix, accepted: accepted.join(" ") };
+      const refused = suffix
+        ? gettext("%(name)s is a %(type)s file, which cannot be read; upload %(accepted)s files.")
+        : gettext("%(name)s has no file type ending (such as .pdf), so it cannot be read; upload %(accepted)s files.");
+      return interpolate(refused, names, true);
     }
     if (file.size > maxBytes) {
       const tooLarge = gettext("%(name)s is larger than the %(mb)s MB upload limit.");
@@ -85,7 +108,12 @@
     row.querySelector(".status").textContent = text;
   }
 
-  function send(file, row) {
+  // Every failure reads the same way: "Failed: " and the reason, on a full red bar.
+  function fail(row, reason) {
+    show(row, "failed", 100, interpolate(gettext("Failed: %s"), [reason]));
+  }
+
+  function send(file, row, done) {
     const body = new FormData();
     body.set("csrfmiddlewaretoken", form.csrfmiddlewaretoken.value);
     body.set("password", form.password.value);
@@ -101,8 +129,9 @@
     request.addEventListener("load", () => received(request, row));
     request.addEventListener("error", () => {
       const interrupted = gettext("%(name)s: the upload was interrupted; try again.");
-      show(row, "failed", 100, interpolate(interrupted, { name: file.name }, true));
+      fail(row, interpolate(interrupted, { name: file.name }, true));
     });
+    request.addEventListener("loadend", done);
     show(row, "uploading", 0, gettext("Uploading…"));
     request.send(body);
   }
@@ -115,9 +144,11 @@
       body = { error: interpolate(gettext("The server answered HTTP %s."), [request.status]) };
     }
     const result = (body.results || [])[0];
-    if (!result) return show(row, "failed", 100, body.error || gettext("The upload failed."));
-    if (result.error) return show(row, "failed", 100, result.error);
-    row.dataset.document = result.document.id;
+    if (!result) return fail(row, body.error || gettext("The upload failed."));
+    if (result.error) return fail(row, result.error);
+    const id = String(result.document.id);
+    row.dataset.document = id;
+    rows.set(id, [...(rows.get(id) || []), row]);
     if (result.duplicate) row.querySelector(".status").dataset.note = result.message;
     follow(result.document, row);
   }
@@ -125,8 +156,7 @@
   function follow(status, row) {
     const note = row.querySelector(".status").dataset.note;
     if (status.state === "failed") {
-      const reason = status.error || gettext("the document could not be indexed.");
-      return show(row, "failed", 100, interpolate(gettext("Failed: %s"), [reason]));
+      return fail(row, status.error || gettext("The document could not be indexed."));
     }
     if (SETTLED.includes(status.state)) {
       const counts = { label: status.state_label, chunks: status.chunk_count };
@@ -141,21 +171,12 @@
     }
     const label = status.state === "queued" ? gettext("Queued for indexing…") : gettext("Indexing…");
     show(row, status.state, status.progress, `${label} ${status.progress}%`);
-    setTimeout(() => poll(status.status_url, row), POLL_MS);
-  }
-
-  async function poll(url, row) {
-    try {
-      const response = await fetch(url, { headers: { Accept: "application/json" } });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      follow(await response.json(), row);
-    } catch (error) {
-      setTimeout(() => poll(url, row), POLL_MS * 3);
-    }
+    tracker.follow(status.id);
   }
 
   function formatSize(bytes) {
     if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-    return `${Math.max(1, Math.round(bytes / 1024))} KB`;
+    if (bytes >= 1024) return `${Math.round(bytes / 1024)} KB`;
+    return interpolate(ngettext("%s byte", "%s bytes", bytes), [bytes]);
   }
 })();
