@@ -902,6 +902,25 @@ def _load_reranker(name: str, embedding_model: str) -> Reranker:
     return factory(name) if factory else CrossEncoderReranker(name)
 
 
+def warm_up() -> None:
+    """With RAG_WARM_UP, load the embedding model and the reranker and run each once, so that
+    a web worker's first question is as fast as the rest (rag_site/wsgi.py and asgi.py call
+    this as a worker starts); says in the log what it loaded and how long it took."""
+    if not settings.RAG_WARM_UP:
+        return
+    started = time.perf_counter()
+    embedder = get_embedder()
+    embedder.embed(["warm up"])
+    reranker = get_reranker()
+    reranker.rerank("warm up", [Candidate(0, "warm up", 0.0)], 1)
+    logger.info(
+        "Warmed up in %.1f s: embedding model %s, reranker %s (RAG_WARM_UP)",
+        time.perf_counter() - started,
+        embedder.name,
+        settings.RAG_RERANKER_MODEL or "none",
+    )
+
+
 def search_passages(
     knowledge_bases: Iterable[KnowledgeBase], query: str, top_k: int = 10, *, user=None
 ) -> list[Passage]:

@@ -327,6 +327,9 @@ if RAG_EMBEDDING_BACKEND not in ("torch", "onnx", "onnx-int8"):
         f"RAG_EMBEDDING_BACKEND={RAG_EMBEDDING_BACKEND!r} must be torch, onnx or onnx-int8."
     )
 RAG_RERANKER_MODEL = os.environ.get("RAG_RERANKER_MODEL", "")
+# Web workers load the embedding model and reranker as they start (rag_site/wsgi.py), so that
+# their first question is as fast as the rest. Off where no web worker starts for real (tests).
+RAG_WARM_UP = env_bool("RAG_WARM_UP", True)
 RAG_RERANK_DEPTH = env_int("RAG_RERANK_DEPTH", 20, minimum=1)
 RAG_FUSION = os.environ.get("RAG_FUSION", "weighted")
 if RAG_FUSION not in ("rrf", "weighted"):

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# No web worker starts for real in the tests: servers they spawn skip loading the models.
+os.environ.setdefault("RAG_WARM_UP", "false")
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 PDFS = SHARED_DATA / "pdfs"
