@@ -75,6 +75,12 @@ browser:
 	else \
 		echo "Chromium is missing: sudo apt-get install chromium (browser tests need it)" >&2; \
 	fi
+	@fc-list :lang=zh family 2>/dev/null | grep -q . || ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 || \
+	if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && apt-get install -y -q --no-install-recommends fonts-noto-cjk; \
+	else \
+		echo "No Chinese font: sudo apt-get install fonts-noto-cjk (for the screenshots)" >&2; \
+	fi
 
 # Tesseract with English, Simplified and Traditional Chinese data (OCR of scanned PDF pages and
 # images), and the Noto CJK fonts the OCR tests draw Chinese pages with: installed with apt when
@@ -92,12 +98,6 @@ ocr:
 		echo "OCR is missing: sudo apt-get install" $$missing >&2; \
 	fi
 install run worker test test-all test-quick: ocr
-	@fc-list :lang=zh family 2>/dev/null | grep -q . || ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 || \
-	if [ "$$(id -u)" = 0 ]; then \
-		apt-get update -q && apt-get install -y -q --no-install-recommends fonts-noto-cjk; \
-	else \
-		echo "No Chinese font: sudo apt-get install fonts-noto-cjk (for the screenshots)" >&2; \
-	fi
 
 # Everything but GPU tests. CI sets DATABASE_URL, REDIS_URL and REQUIRE_SERVICES=1.
 test: $(STAMP) browser messages
