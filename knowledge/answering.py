@@ -33,7 +33,7 @@ from retrieval.tokenize import Bm25Tokenizer
 from retrieval.types import Passage
 
 from .models import Conversation, Feedback, KnowledgeBase, Message
-from .services import get_embedder, idf_function, search_passages
+from .services import answers_hidden_from, get_embedder, idf_function, search_passages
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ def stream_answer(
         raise EmptyQuestionError()
     bases = list(knowledge_bases)
     conversation = _conversation_for(user, question, bases, conversation)
-    history = _history(conversation)
+    history = _history(conversation, user)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
     client = get_llm_client()
     model = llm_model_for(bases)
@@ -382,9 +382,11 @@ def _conversation_for(
     return conversation
 
 
-def _history(conversation: Conversation) -> list[tuple[str, str]]:
+def _history(conversation: Conversation, user=None) -> list[tuple[str, str]]:
+    """The recent turns, less answers quoting sources the user can no longer read."""
     recent = conversation.messages.order_by("-created_at", "-id")[:HISTORY_MESSAGES]
-    return [(m.role, m.text) for m in reversed(list(recent))]
+    hidden = answers_hidden_from(user, conversation) if user is not None else set()
+    return [(m.role, m.text) for m in reversed(list(recent)) if m.pk not in hidden]
 
 
 def _passage_dict(n: int, passage: Passage) -> dict:

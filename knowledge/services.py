@@ -1022,6 +1022,35 @@ class KnowledgeBaseNotFoundError(Exception):
         self.ids = ids
 
 
+def answers_hidden_from(user, conversation) -> set[int]:
+    """The conversation's answers that the user may no longer see, since they quote sources it
+    can no longer read: answers citing a document of a knowledge base the user no longer
+    reads, or a deleted document while the conversation searched such a base. Pages show a
+    notice instead, and new questions do not pass them on as history."""
+    answers = [
+        (pk, [c.get("document_id") for c in citations or [] if isinstance(c, dict)])
+        for pk, citations in conversation.messages.filter(role="assistant").values_list(
+            "pk", "citations"
+        )
+    ]
+    cited = {document for _, documents in answers for document in documents}
+    if not cited:
+        return set()
+    readable = KnowledgeBase.objects.readable_by(user).values("pk")
+    bases = dict(Document.objects.filter(pk__in=cited).values_list("pk", "knowledge_base_id"))
+    allowed = set(
+        KnowledgeBase.objects.filter(pk__in=set(bases.values()))
+        .filter(pk__in=readable)
+        .values_list("pk", flat=True)
+    )
+    lost_base = conversation.knowledge_bases.exclude(pk__in=readable).exists()
+
+    def unreadable(document: int) -> bool:
+        return bases[document] not in allowed if document in bases else lost_base
+
+    return {pk for pk, documents in answers if any(map(unreadable, documents))}
+
+
 def readable_knowledge_bases(user, ids: Iterable[int] | None = None) -> list[KnowledgeBase]:
     """The knowledge bases the user may read; with ids, exactly those, or
     KnowledgeBaseNotFoundError if any is missing or not readable."""

@@ -29,6 +29,7 @@ from django.http import (
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import translation
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
@@ -51,6 +52,7 @@ from .sse import in_language, sse_event
 logger = logging.getLogger(__name__)
 
 READ_ONLY = gettext_lazy("You may read this knowledge base but not change its documents.")
+HIDDEN_ANSWER = gettext_lazy("This answer is hidden: it quotes sources you can no longer read.")
 CONTEXT_CHUNKS = 2  # chunks shown before and after a cited one on the passage page
 
 
@@ -419,9 +421,13 @@ def conversation_turns(conversation: Conversation, user) -> list[dict]:
     """The conversation's messages as the page shows them, answers rendered as safe HTML."""
     turns = []
     feedback = {item.message_id: item for item in conversation_feedback(conversation, user)}
+    hidden = services.answers_hidden_from(user, conversation)
     for message in conversation.messages.all():
         turn = {"message": message, "feedback": feedback.get(message.pk)}
-        if message.role == Message.Role.ASSISTANT:
+        if message.pk in hidden:
+            turn["citations"] = []
+            turn["html"] = format_html('<p class="muted">{}</p>', HIDDEN_ANSWER)
+        elif message.role == Message.Role.ASSISTANT:
             citations = citations_with_urls(message.citations or [], user)
             turn["citations"] = citations
             turn["html"] = render_markdown(message.text, answer_links(citations))
