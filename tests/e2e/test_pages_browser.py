@@ -73,6 +73,8 @@ def test_every_page_fits_the_width_without_sideways_scrolling(
     page = browser_page
     page.set_viewport_size({"width": width, "height": 900})
     answer = answering.answer_question("How many days of leave a year?", [handbook], user=admin)
+    page.goto(f"{live_server.url}/accounts/login/")
+    too_wide = {} if fits(page) else {"login": page.evaluate("document.body.scrollWidth")}
     log_in(page, live_server, admin)
     pages = {
         "chat": f"/chat/{answer['conversation']}/",
@@ -80,8 +82,8 @@ def test_every_page_fits_the_width_without_sideways_scrolling(
         "documents": f"/knowledge-bases/{handbook.pk}/",
         "admin": "/admin/knowledge/document/",
         "home": "/",
+        "passage": f"/passages/{answer['citations'][0]['chunk_id']}/",
     }
-    too_wide = {}
     for name, path in pages.items():
         page.goto(f"{live_server.url}{path}")
         if name == "upload":  # with a failed and a refused file listed
