@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from retrieval.text import has_cjk, language_of, split_sentences, word_count
+from retrieval.text import has_cjk, language_of, split_sentences, word_bigrams, word_count
 from retrieval.tokenize import Bm25Tokenizer
 from retrieval.types import Passage
 
@@ -40,6 +40,7 @@ IdfFunction = Callable[[Sequence[str]], Mapping[str, float]]
 _FULL_STOP = re.compile(r"[.!?\u3002\uff01\uff1f\uff1b\u2026][\"'\u201d\u2019)\]\u300d\u300f]*$")
 # A fragment this long without a full stop is a sentence cut at a chunk's end, still worth quoting.
 _LONG_FRAGMENT_WORDS = 12
+NOVEL_TERMS = 3  # terms beyond the question's for a sentence to count as fully informative
 _TABLE_BARS = 3  # a sentence with this many | bars is a table row, not prose
 # Question words carry no fact to find; removed before the question's terms are taken.
 _QUESTION_WORDS = re.compile(
@@ -85,6 +86,7 @@ _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _URL = re.compile(r"<?\bhttps?://\S+?>?(?=[\s)\]\u3002\uff0c,.;]*(?:\s|$))")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|`+)(?=\S)(.+?)(?<=\S)\1")
 _TAGS = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{:[^}]*\}|</?[a-zA-Z][^>]*>|<!--.*?-->")
+_QUESTION_MARK = re.compile(r"[?\uff1f][\"'\u201d\u2019)\]\u300d]*$")
 _HEADING_MARK = re.compile(r"^#{1,6}\s+")
 _FIELD_LINE = re.compile(r"^[A-Za-z_][\w-]*:\s")  # "keywords: a, b": front matter, not prose
 
@@ -126,8 +128,10 @@ class ExtractiveGenerator:
     Parameters:
         embed: maps a list of texts to an (n, d) array of L2-normalised vectors.
         terms: the BM25 analysis, text -> terms (default `retrieval.tokenize.Bm25Tokenizer()`).
-        idf: the knowledge base's idf of some terms (term -> idf >= 0); terms it does not know
-            weigh as the rarest known term. None weighs every term alike.
+        idf: the knowledge base's idf of the terms it has seen (term -> idf >= 0); None weighs
+            every term alike.
+        unseen_weight: a term the base has not seen weighs this many times the question's
+            rarest seen term.
         embed_languages: languages ("en", "zh") whose cosine similarity is used; None for all.
         max_sentences: sentences in an answer (1 or more).
         threshold: minimum relevance in [0, 1] (coverage and similarity, weighted as in the
@@ -154,10 +158,11 @@ class ExtractiveGenerator:
         *,
         embed_languages: frozenset[str] | None = frozenset({"en"}),
         max_sentences: int = 3,
-        threshold: float = 0.35,
-        relative: float = 0.8,
+        threshold: float = 0.4,
+        relative: float = 0.7,
         weights: tuple[float, float, float, float] = (0.6, 0.25, 0.05, 0.1),
         context_share: float = 0.25,
+        unseen_weight: float = 1.5,
         embed_candidates: int = 16,
         min_words: int = 4,
         max_chars: int = 500,
@@ -171,6 +176,7 @@ class ExtractiveGenerator:
         self.relative = relative
         self.weights = weights
         self.context_share = context_share
+        self.unseen_weight = unseen_weight
         self.embed_candidates = embed_candidates
         self.min_words = min_words
         self.max_chars = max_chars
@@ -206,16 +212,19 @@ class ExtractiveGenerator:
             for cover, rank, fit in zip(coverage, ranks, fits, strict=True)
         ]
         similarity = self._similarities(question, candidates, partial, w_sim > 0)
+        news = [_novelty(c.terms, asked) for c in candidates]
         scored = [
             ScoredSentence(
                 c.text,
                 c.n,
-                base + w_sim * sim / scale,
+                (base + w_sim * sim / scale) * new,
                 sim,
                 cover,
                 (w_cover * cover + w_sim * sim) / (w_cover + w_sim),
             )
-            for c, base, sim, cover in zip(candidates, partial, similarity, coverage, strict=True)
+            for c, base, sim, cover, new in zip(
+                candidates, partial, similarity, coverage, news, strict=True
+            )
         ]
         return self._chosen(scored)
 
@@ -238,6 +247,9 @@ class ExtractiveGenerator:
         stripped = _QUESTION_WORDS.sub(" ", question)
         stop = set(self.terms(" ".join(ENGLISH_QUESTION_WORDS)))
         terms = [t for t in self.terms(stripped) if t not in stop]
+        if has_cjk(stripped):
+            inside = word_bigrams(stripped)
+            terms = [t for t in terms if not has_cjk(t) or len(t) == 1 or t in inside] or terms
         content = [t for t in terms if not (has_cjk(t) and _FUNCTION_CHARACTERS & set(t))]
         return frozenset(content or terms)
 
@@ -245,8 +257,12 @@ class ExtractiveGenerator:
         if self.idf is None:
             return dict.fromkeys(asked, 1.0)
         known = {t: max(0.0, float(v)) for t, v in self.idf(sorted(asked)).items()}
-        rarest = max(known.values(), default=1.0) or 1.0
-        return {t: known.get(t, rarest) for t in asked}
+        # A term the base never saw names what it cannot answer: it weighs unseen_weight times
+        # the question's rarest seen term (relative, because in a base of a few documents every
+        # seen word looks common, and one word the stemmer does not join to its form in the
+        # text, "fly" and "flights", must not outweigh the rest of the question).
+        unseen = self.unseen_weight * max(known.values(), default=0.0) or 1.0
+        return {t: known.get(t, unseen) for t in asked}
 
     def _coverage(self, candidate: _Candidate, weights: dict[str, float], total: float) -> float:
         if total <= 0:
@@ -296,6 +312,8 @@ class ExtractiveGenerator:
             return False
         if _FIELD_LINE.match(sentence) and words < _LONG_FRAGMENT_WORDS:
             return False
+        if _QUESTION_MARK.search(sentence):
+            return False  # a question (an FAQ heading, a quoted prompt) states no fact
         return bool(_FULL_STOP.search(sentence)) or words >= _LONG_FRAGMENT_WORDS
 
 
@@ -310,6 +328,12 @@ def plain_text(sentence: str) -> str:
     text = _HEADING_MARK.sub("", text.strip())
     text = re.sub(r"\s{2,}", " ", text)
     return text.strip(" -*!>\u2022\t")
+
+
+def _novelty(terms: frozenset[str], asked: frozenset[str]) -> float:
+    """A factor in [0.6, 1] for how much a sentence says beyond the question's own words: a
+    sentence that only repeats the question ("What is Tock?" as a heading) states nothing."""
+    return 0.6 + 0.4 * min(1.0, len(terms - asked) / NOVEL_TERMS)
 
 
 def _answer_kind(question: str) -> str | None:

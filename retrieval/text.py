@@ -142,6 +142,35 @@ def cjk_bigrams(run: str) -> list[str]:
     return [run[i : i + 2] for i in range(len(run) - 1)]
 
 
+@functools.cache
+def _segmenter():
+    import jieba  # loaded on first use: its dictionary takes a few seconds to read
+
+    jieba.setLogLevel(60)
+    jieba.initialize()
+    return jieba
+
+
+def word_bigrams(text: str) -> set[str]:
+    """The CJK bigrams of text that lie inside one word, as jieba segments it (folded text).
+
+    "年假需要提前多久申请" is 年/假/需要/提前/多久/申请: its bigrams 需要, 提前, 多久, 申请 are
+    words and 年假 joins two single characters (a word the dictionary lacks), while 假需, 要提,
+    前多 and 久申 straddle two words and are left out. For weighing a question's terms; search
+    keeps every bigram, which needs no dictionary.
+    """
+    pieces = [piece for piece in _segmenter().lcut(fold(text)) if piece.strip()]
+    bigrams: set[str] = set()
+    for i, piece in enumerate(pieces):
+        if _CJK_CHAR.match(piece) and len(piece) > 1:
+            bigrams.update(cjk_bigrams(piece))
+        following = pieces[i + 1] if i + 1 < len(pieces) else ""
+        single_characters = len(piece) == 1 == len(following)
+        if single_characters and _CJK_CHAR.match(piece) and _CJK_CHAR.match(following):
+            bigrams.add(piece + following)
+    return bigrams
+
+
 def split_sentences(text: str) -> list[str]:
     """Split text into sentences, at line breaks that end a block and after . ! ? (not after
     common abbreviations, initials or decimals) and 。！？；…. Lines wrapped inside a sentence
