@@ -21,6 +21,7 @@ from openpyxl.utils import get_column_letter
 
 from retrieval.errors import CorruptDocumentError, EmptyDocumentError, ParseError, TooLargeError
 from retrieval.limits import ParseLimits, guard_archive
+from retrieval.markup import labelled_row
 from retrieval.parsing import _clean_text, _title
 from retrieval.types import ParsedDocument, Section
 
@@ -119,13 +120,11 @@ def _sheet_sections(
 
 
 def _row_text(header: list[str], cells: list[str], column_name: Callable[[int], str]) -> str:
-    """ "Header: value; Header: value" for the row's non-empty cells."""
-    pairs = []
-    for index, value in enumerate(cells):
-        if value:
-            name = header[index] if index < len(header) and header[index] else None
-            pairs.append(f"{name or column_name(index + 1)}: {value}")
-    return "; ".join(pairs)
+    """ "Header: value; Header: value" for the row's non-empty cells; a column without a header
+    is named by column_name (its letter in a workbook)."""
+    names = [name or column_name(n + 1) for n, name in enumerate(header)]
+    names += [column_name(n + 1) for n in range(len(names), len(cells))]
+    return labelled_row(names, cells)
 
 
 def _cell_text(value: object) -> str:

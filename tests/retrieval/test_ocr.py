@@ -46,6 +46,16 @@ def chinese() -> tuple[Image.Image, str]:
     return draw_page(chinese_paragraphs(1, skip=1))
 
 
+def half_scanned(scan: Image.Image) -> bytes:
+    """A PDF of a born-digital page (with its text layer) followed by a scanned one."""
+    writer = PdfWriter()
+    writer.append(io.BytesIO((PDFS / "zen_of_python_corrupted.pdf").read_bytes()))
+    writer.append(io.BytesIO(image_pdf([scan])))
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
 def texts_by_page(data: bytes, name: str, ocr: TesseractOcr | None = OCR) -> dict[int, str]:
     document = parse_document(data, name, ocr=ocr)
     return {section.page: section.text for section in document.sections}
@@ -74,12 +84,7 @@ def test_it_reads_an_image_only_pdf_in_english_and_chinese_page_by_page(english,
 
 @pytest.mark.slow
 def test_only_pages_without_a_text_layer_are_read_with_ocr(english):
-    writer = PdfWriter()
-    writer.append(io.BytesIO((PDFS / "zen_of_python_corrupted.pdf").read_bytes()))
-    writer.append(io.BytesIO(image_pdf([english[0]])))
-    buffer = io.BytesIO()
-    writer.write(buffer)
-    document = parse_document(buffer.getvalue(), "mixed.pdf", ocr=OCR)
+    document = parse_document(half_scanned(english[0]), "mixed.pdf", ocr=OCR)
     pages = {section.page: section.text for section in document.sections}
     assert "Beautiful is better than ugly." in pages[1]
     assert character_error_rate(english[1], pages[2]) < ENGLISH_CER
@@ -130,13 +135,8 @@ def test_a_missing_ocr_program_names_the_page_and_what_to_install():
 
 
 def test_a_pdf_with_text_is_indexed_without_its_scanned_pages_when_ocr_is_missing(english):
-    writer = PdfWriter()
-    writer.append(io.BytesIO((PDFS / "zen_of_python_corrupted.pdf").read_bytes()))
-    writer.append(io.BytesIO(image_pdf([english[0]])))
-    buffer = io.BytesIO()
-    writer.write(buffer)
     absent = TesseractOcr(command="/nonexistent/tesseract")
-    document = parse_document(buffer.getvalue(), "mixed.pdf", ocr=absent)
+    document = parse_document(half_scanned(english[0]), "mixed.pdf", ocr=absent)
     assert [section.page for section in document.sections] == [1]
     assert any("Scanned page 2 needs OCR" in warning for warning in document.warnings)
 
