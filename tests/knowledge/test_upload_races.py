@@ -20,6 +20,7 @@ from django.urls import reverse
 from knowledge import services
 from knowledge.models import Document
 from tests.factories import add_text, make_knowledge_base, make_user
+from tests.knowledge.apiclient import token_client
 
 TEXT = "# Travel\n\nEmployees book economy class for flights shorter than six hours.\n" * 50
 
@@ -59,6 +60,38 @@ def test_ten_parallel_page_uploads_of_one_file_make_one_document_and_no_stray_fi
     assert all(result["error"] is None for result in results), results
     assert sorted(bool(result.get("duplicate")) for result in results) == [False] + [True] * 9
     assert {result["document"]["id"] for result in results} == {document.pk}
+    assert stored_files() == [Path(document.file.path)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ten_parallel_api_uploads_of_one_file_answer_201_once_and_200_nine_times(settings):
+    """The API wraps the upload in a transaction: on PostgreSQL the losers wait for the
+    winner's commit on the unique index, then answer with its document."""
+    settings.RAG_EMBEDDING_MODEL = "hashing:64"
+    owner = make_user("olga", is_staff=True)
+    knowledge_base = make_knowledge_base("travel", members=[owner])
+    url = f"/api/v1/knowledge-bases/{knowledge_base.pk}/documents/"
+    start = threading.Barrier(10)
+    answers: list[tuple[int, int]] = []
+
+    def upload() -> None:
+        client = token_client(owner)
+        start.wait()
+        try:
+            response = client.post(url, {"file": SimpleUploadedFile("travel.md", TEXT.encode())})
+            answers.append((response.status_code, response.json()["id"]))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=upload) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    (document,) = Document.objects.all()
+    assert sorted(status for status, _ in answers) == [200] * 9 + [201], answers
+    assert {pk for _, pk in answers} == {document.pk}
     assert stored_files() == [Path(document.file.path)]
 
 
