@@ -1022,13 +1022,17 @@ class KnowledgeBaseNotFoundError(Exception):
         self.ids = ids
 
 
+def cites_a_document(citation: object) -> bool:
+    return isinstance(citation, dict) and isinstance(citation.get("document_id"), int)
+
+
 def answers_hidden_from(user, conversation) -> set[int]:
     """The conversation's answers that the user may no longer see, since they quote sources it
     can no longer read: answers citing a document of a knowledge base the user no longer
     reads, or a deleted document while the conversation searched such a base. Pages show a
     notice instead, and new questions do not pass them on as history."""
     answers = [
-        (pk, [c.get("document_id") for c in citations or [] if isinstance(c, dict)])
+        (pk, [c["document_id"] for c in citations or [] if cites_a_document(c)])
         for pk, citations in conversation.messages.filter(role="assistant").values_list(
             "pk", "citations"
         )
