@@ -164,17 +164,25 @@ class VllmClient:
             raise GenerationError("The language model server sent a reply without text.") from None
 
     def stream_chat(
-        self, messages: list[dict[str, str]], model: str | None = None, **options: Any
+        self,
+        messages: list[dict[str, str]],
+        model: str | None = None,
+        usage: dict[str, int] | None = None,
+        **options: Any,
     ) -> Iterator[str]:
         """Yield the reply to messages piece by piece as the server writes it.
 
         Retries happen only before the first piece; a stream that breaks later raises
         GenerationUnavailableError. options override max_tokens, temperature and the like.
+        With a usage dict, the server is asked for its token counts (stream_options), which
+        fill the dict (prompt_tokens, completion_tokens, total_tokens) if it sends them.
         """
+        if usage is not None:
+            options.setdefault("stream_options", {"include_usage": True})
         body = self._body(messages, model, stream=True, **options)
         with self._request("POST", "/chat/completions", json=body) as response:
             try:
-                yield from _sse_deltas(response.iter_lines())
+                yield from _sse_deltas(response.iter_lines(), usage)
             except httpx.TimeoutException:
                 self.breaker.record_failure()
                 raise GenerationUnavailableError(
@@ -332,8 +340,9 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _sse_deltas(lines: Iterator[str]) -> Iterator[str]:
-    """Text pieces from an OpenAI-style server-sent event stream, up to `data: [DONE]`."""
+def _sse_deltas(lines: Iterator[str], usage: dict[str, int] | None = None) -> Iterator[str]:
+    """Text pieces from an OpenAI-style server-sent event stream, up to `data: [DONE]`; the token
+    counts of a chunk that carries them go into usage."""
     for line in lines:
         if not line.startswith("data:"):
             continue  # blank separators, comments (": ping"), "event:" and "id:" lines
@@ -350,6 +359,9 @@ def _sse_deltas(lines: Iterator[str]) -> Iterator[str]:
             raise GenerationUnavailableError(
                 f"The language model server failed mid-answer: {message[:300]}"
             )
+        counts = event.get("usage") if isinstance(event, dict) else None
+        if usage is not None and isinstance(counts, dict):
+            usage.update({k: v for k, v in counts.items() if isinstance(v, int)})
         for choice in event.get("choices") or []:
             content = (choice.get("delta") or {}).get("content")
             if content:

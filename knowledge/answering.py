@@ -277,6 +277,8 @@ class _Turn:
             "standalone_question": self.standalone,
             "timings": timings,
             "passages": _numbered(passages),
+            # The model server's token counts (None for extractive answers).
+            "usage": run.usage,
         }
 
 
@@ -296,6 +298,7 @@ class _GenerationRun:
         self.mode = "extractive"
         self.notice: str | None = None
         self.first_token: float | None = None
+        self.usage: dict[str, int] | None = None
 
     def emit(self, text: str, mode: str) -> Iterator[str]:
         """A ready answer, streamed sentence by sentence like a generated one."""
@@ -307,8 +310,9 @@ class _GenerationRun:
 
     def stream_llm(self, client: VllmClient, model: str, messages: list[dict]) -> Iterator[str]:
         pieces: list[str] = []
+        usage: dict[str, int] = {}
         try:
-            for piece in client.stream_chat(messages, model=model):
+            for piece in client.stream_chat(messages, model=model, usage=usage):
                 self._mark_first()
                 pieces.append(piece)
                 yield piece
@@ -324,6 +328,7 @@ class _GenerationRun:
             return
         self.mode = "llm"
         self.answer = "".join(pieces).strip() or not_found_answer(self.question)
+        self.usage = usage or None
 
     def _mark_first(self) -> None:
         if self.first_token is None:

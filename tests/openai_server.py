@@ -149,11 +149,12 @@ def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 )
             text = reply.text(body) if callable(reply.text) else reply.text
             if body.get("stream"):
-                self._stream(body["model"], text, reply)
+                self._stream(body, text, reply)
             else:
                 self._json(200, _completion(body["model"], text, reply.finish_reason))
 
-        def _stream(self, model: str, text: str, reply: Reply) -> None:
+        def _stream(self, body: dict, text: str, reply: Reply) -> None:
+            model = body["model"]
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream; charset=utf-8")
             self.send_header("Transfer-Encoding", "chunked")
@@ -174,6 +175,10 @@ def _handler_for(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                         time.sleep(reply.token_delay)
                 last = _chunk(completion_id, created, model, {}, reply.finish_reason)
                 self._event(json.dumps(last))
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    # As OpenAI and vLLM do: a last chunk without choices holds the counts.
+                    usage = {**last, "choices": [], "usage": _usage(body, len(deltas) - 1)}
+                    self._event(json.dumps(usage))
                 self._event("[DONE]")
                 self._write_chunk(b"")
             except (BrokenPipeError, ConnectionResetError):
@@ -215,6 +220,13 @@ def _chunk(
         "model": model,
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
     }
+
+
+def _usage(body: dict, completion_tokens: int) -> dict[str, int]:
+    """Token counts the fake way: one per word of the prompt's messages and of the reply."""
+    prompt = sum(len(str(message.get("content", "")).split()) for message in body["messages"])
+    total = prompt + completion_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": completion_tokens, "total_tokens": total}
 
 
 def _completion(model: str, text: str, finish_reason: str) -> dict[str, Any]:

@@ -129,3 +129,14 @@ def test_circuit_lets_a_trial_through_after_the_cooldown(llm_server):
     now[0] = 31.0
     assert "".join(client.stream_chat(MESSAGES))
     assert not breaker.is_open
+
+
+def test_a_stream_fills_usage_with_the_servers_counts(llm_server):
+    llm_server.script(Reply(text="Three words here."))
+    client = VllmClient(llm_server.url, "test-model")
+    usage: dict[str, int] = {}
+    assert "".join(client.stream_chat([{"role": "user", "content": "Say it"}], usage=usage))
+    assert usage == {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    assert llm_server.chat_requests()[-1]["stream_options"] == {"include_usage": True}
+    "".join(client.stream_chat([{"role": "user", "content": "Say it"}]))
+    assert "stream_options" not in llm_server.chat_requests()[-1]  # only when asked

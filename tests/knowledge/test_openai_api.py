@@ -215,3 +215,22 @@ def test_api_conversations_stay_out_of_the_chat_pages_list(client, member, trave
     page = browser.get("/chat/").content.decode()
     assert "No conversations yet." in page
     assert "Asked by an OpenAI client" not in page and "Asked over REST" not in page
+
+
+def test_llm_answers_report_the_model_servers_own_token_counts(
+    client, travel, settings, llm_server
+):
+    settings.RAG_LLM_BASE_URL = llm_server.url
+    settings.RAG_LLM_MODEL = "test-model"
+    answering.reset_llm_clients()
+    llm_server.script(Reply(text="Economy class, for flights under six hours [1]."))
+    body = chat(client, ("user", "Which class do employees fly?")).json()
+    request = llm_server.chat_requests()[-1]
+    assert request["stream_options"] == {"include_usage": True}
+    prompt = sum(len(str(message["content"]).split()) for message in request["messages"])
+    # The fake server counts a token per word: 8 words of answer, not the tokenizer's count.
+    assert body["usage"] == {
+        "prompt_tokens": prompt,
+        "completion_tokens": 8,
+        "total_tokens": prompt + 8,
+    }
