@@ -184,6 +184,16 @@ class TimingsSerializer(serializers.Serializer):
     total_ms = serializers.IntegerField(allow_null=True)
 
 
+class UsageSerializer(serializers.Serializer):
+    """Token counts: the model server's, or in extractive mode counted with the embedding
+    model's tokenizer (the prompt: question, earlier turns and passages; the completion: the
+    answer)."""
+
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
 class AskResponseSerializer(serializers.Serializer):
     answer = serializers.CharField()
     citations = CitationSerializer(many=True)
@@ -198,6 +208,9 @@ class AskResponseSerializer(serializers.Serializer):
     )
     timings = TimingsSerializer()
     passages = NumberedPassageSerializer(many=True)
+    usage = UsageSerializer(
+        allow_null=True, help_text="The model server's token counts; null for extractive answers."
+    )
 
 
 # --- OpenAI-compatible chat completions ---------------------------------------------------------
@@ -247,16 +260,6 @@ class ChatChoiceSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     message = ChatChoiceMessageSerializer()
     finish_reason = serializers.CharField()
-
-
-class UsageSerializer(serializers.Serializer):
-    """Token counts: the model server's, or in extractive mode counted with the embedding
-    model's tokenizer (the prompt: question, earlier turns and passages; the completion: the
-    answer)."""
-
-    prompt_tokens = serializers.IntegerField()
-    completion_tokens = serializers.IntegerField()
-    total_tokens = serializers.IntegerField()
 
 
 class ChatCompletionSerializer(serializers.Serializer):
