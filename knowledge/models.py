@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -29,6 +30,15 @@ class KnowledgeBase(models.Model):
     member_groups = models.ManyToManyField(Group, blank=True, related_name="knowledge_bases")
     lora_adapter = models.CharField(
         max_length=200, blank=True, help_text="LoRA adapter name registered with vLLM, if any."
+    )
+    ocr_languages = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[
+            RegexValidator(r"^[a-z_]+(\+[a-z_]+)*$", "Tesseract language names joined with +.")
+        ],
+        help_text="Tesseract languages for scanned pages and images of this base, such as "
+        "chi_tra+eng; empty: the server's RAG_OCR_LANGUAGES.",
     )
     index_version = models.PositiveIntegerField(
         default=0, help_text="Version of the published FAISS and BM25 indexes (0: none yet)."

@@ -112,13 +112,14 @@ def get_embedder() -> Embedder:
     return _load_embedder(settings.RAG_EMBEDDING_MODEL, settings.RAG_EMBEDDING_BACKEND)
 
 
-def get_ocr() -> TesseractOcr | None:
-    """The OCR engine for scanned pages and images; None when RAG_OCR_LANGUAGES is empty."""
+def get_ocr(knowledge_base: KnowledgeBase | None = None) -> TesseractOcr | None:
+    """The OCR engine for scanned pages and images, in the knowledge base's languages or else
+    RAG_OCR_LANGUAGES; None when RAG_OCR_LANGUAGES is empty (OCR off)."""
     if not settings.RAG_OCR_LANGUAGES:
         return None
-    return TesseractOcr(
-        settings.RAG_OCR_LANGUAGES, settings.RAG_OCR_DPI, settings.RAG_OCR_PAGE_TIMEOUT
-    )
+    own = knowledge_base.ocr_languages if knowledge_base else ""
+    languages = own or settings.RAG_OCR_LANGUAGES
+    return TesseractOcr(languages, settings.RAG_OCR_DPI, settings.RAG_OCR_PAGE_TIMEOUT)
 
 
 def parse_limits() -> ParseLimits:
@@ -285,7 +286,7 @@ def _ingest_claimed(
             data,
             document.original_name,
             document.password or None,
-            ocr=get_ocr(),
+            ocr=get_ocr(document.knowledge_base),
             limits=parse_limits(),
             progress=_page_progress(report),
         )

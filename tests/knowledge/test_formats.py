@@ -184,3 +184,14 @@ def test_the_api_and_the_upload_page_accept_the_new_types(client):
     )
     assert response.status_code in (200, 302)
     assert Document.objects.filter(original_name="scan.tiff").exists()
+
+
+@pytest.mark.usefixtures("tesseract")
+def test_a_knowledge_base_reads_scans_in_its_own_languages():
+    knowledge_base = make_knowledge_base()
+    knowledge_base.ocr_languages = "eng+klingon"
+    knowledge_base.save()
+    page, _ = draw_page(english_paragraphs(1))
+    document = upload(knowledge_base, "scan.pdf", image_pdf([page]))
+    assert document.state == Document.State.FAILED
+    assert "install tesseract-ocr-klingon" in document.error
