@@ -234,3 +234,29 @@ def test_one_status_request_follows_all_64_files_with_backoff(
     }
     (artifacts_dir / "upload_status_rate.json").write_text(json.dumps(figures, indent=2))
     print("status requests for 64 files:", figures)
+
+
+def test_the_document_list_follows_indexing_and_offers_the_new_states_actions(
+    live_server,
+    worker,  # noqa: F811  (the fixture imported above)
+    admin,
+    browser_page,
+):
+    page = browser_page
+    knowledge_base = make_knowledge_base("live", members=[admin])
+    log_in(page, live_server, admin)
+    document = add_text(knowledge_base, "notes.md", "# Notes\n\nThe code word is heron.")
+    page.goto(f"{live_server.url}/knowledge-bases/{knowledge_base.pk}/")
+    row = page.locator(f"#documents tr[data-document='{document.pk}']")
+    assert row.get_attribute("data-state") == "queued"
+    visible = "forms => forms.filter(f => !f.hidden).map(f => f.action.split('/').at(-2))"
+    assert row.locator("form[data-states]").evaluate_all(visible) == ["delete"]
+    services.enqueue_ingestion(document)
+    try:
+        row.and_(page.locator("[data-state=indexed]")).wait_for(timeout=60_000)
+    except Exception:
+        raise AssertionError(worker.log()[-3000:]) from None
+    assert row.locator("td.chunks").inner_text() == "1"
+    assert row.locator("form[data-states]").evaluate_all(visible) == [
+        "disable", "reindex", "replace", "delete"
+    ]  # fmt: skip
