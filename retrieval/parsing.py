@@ -286,14 +286,26 @@ def _text_kind(text: str, filename: str) -> str:
 
 
 def _clean_text(text: str, keep_indent: bool = False) -> str:
-    """Normalise Unicode (NFKC), drop control characters, collapse runs of spaces and blanks."""
-    text = unicodedata.normalize("NFKC", _INVISIBLE.sub("", _LINE_BREAKS.sub("\n", text)))
+    """Normalise Unicode (NFKC, except the full-width punctuation Chinese text is written
+    with), drop control characters, collapse runs of spaces and blanks."""
+    text = _normalised(_INVISIBLE.sub("", _LINE_BREAKS.sub("\n", text)))
     lines = []
     for line in text.split("\n"):
         words = " ".join(line.split())
         indent = line[: len(line) - len(line.lstrip(" \t"))] if keep_indent and words else ""
         lines.append(indent + words)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+
+
+# Chinese punctuation that NFKC would turn into ASCII (，！？：；（）); readers expect it kept.
+# Search and answers fold it themselves (retrieval.text.fold).
+_OUTSIDE_CHINESE_PUNCTUATION = re.compile("[^\uff0c\uff01\uff1f\uff1a\uff1b\uff08\uff09]+")
+
+
+def _normalised(text: str) -> str:
+    return _OUTSIDE_CHINESE_PUNCTUATION.sub(
+        lambda m: unicodedata.normalize("NFKC", m.group()), text
+    )
 
 
 def _title(filename: str, *candidates: object) -> str:

@@ -49,7 +49,7 @@ def test_yaml_front_matter_gives_the_title_and_metadata_and_leaves_the_text():
         "---\n\n"
         "每位员工每年享有十五天带薪年假。\n"
     )
-    assert document.title == "员工手册:请假"  # NFKC, as all text: a full-width colon is ":"
+    assert document.title == "员工手册：请假"  # Chinese punctuation is kept for readers
     assert document.metadata == {
         "description": "关于年假和病假的规定。",
         "keywords": "年假, 病假, leave",
@@ -229,7 +229,7 @@ def test_images_go_links_keep_their_text_and_urls_shrink_to_their_host():
         "Mail help@example.org or visit example.org.\n"
         "Docs live at docs.example.org (the start page).\n"
         "Read the notes first.\n\n"
-        "- 链接文字:请假制度。"
+        "- 链接文字：请假制度。"
     )
 
 
@@ -244,7 +244,7 @@ def test_emphasis_marks_go_and_inline_code_stays_verbatim():
     assert text_of(document) == (
         "Bold and italic and underscored and struck words, a snake_case_name,\n"
         "a bold phrase\nacross lines, 2 * 3 * 4, and code with [x](y) and **stars**.\n"
-        "重要:请提前两周申请,務必準時。\n"
+        "重要：请提前两周申请，務必準時。\n"
         "A footnote, a star in 2*3 and 中文English.\n\n"
         "The footnote's own text."
     )

@@ -554,3 +554,10 @@ def test_a_page_pypdf_decodes_to_garbage_is_read_as_text():
     text = " ".join(section.text for section in parse_document(data, "x.pdf").sections)
     for phrase in ("BAIN, J MATTHEW", "DISTRICT DIRECTOR", "LEGISLATIVE CORRESPONDENT"):
         assert phrase in text
+
+
+def test_chinese_full_width_punctuation_is_kept_for_readers():
+    text = "员工入职满一年后，每年享有十五天带薪年假（含周末）！需要申请吗？ ﬁle ＡＢＣ"
+    section = parse_document(text.encode(), "leave.txt").sections[0].text
+    assert "员工入职满一年后，每年享有十五天带薪年假（含周末）！需要申请吗？" in section
+    assert section.endswith("file ABC")  # ligatures and full-width letters are still folded
