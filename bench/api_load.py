@@ -16,8 +16,11 @@ threads make a query's embedding many times slower). It measures, one after the 
   alternative a user would compare the search endpoint with);
 - search: POST /api/v1/search/ (query embedding, FAISS + BM25 over the knowledge base, fusion,
   passages loaded from the database) with questions taking turns;
-- ask: POST /api/v1/ask/ with "stream": true one at a time: time to the `sources` event and to
-  the first `delta` (the first streamed token), beside the same question without streaming
+- ask: POST /api/v1/ask/ (a whole answer, stored in a conversation) at the same concurrency, its
+  throughput beside search's;
+- streaming: POST /api/v1/ask/ with "stream": true one at a time: time to the `sources` event and
+  to the first `delta` (the first streamed token) and between the two, beside the same question
+  without streaming
   (what a client waits for before it shows anything). Extractive answers unless the server has
   RAG_LLM_BASE_URL.
 
@@ -92,6 +95,9 @@ class Streaming:
     first_token_p95_ms: float
     stream_total_p50_ms: float
     unstreamed_total_p50_ms: float
+    # Server side: from the sources event to the first answer text, as the client sees it.
+    sources_to_first_p50_ms: float
+    sources_to_first_p95_ms: float
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -249,7 +255,7 @@ def streamed_ask(client: httpx.Client, question: str) -> tuple[float, float, flo
 
 def streaming(url: str, token: str, asks: int) -> Streaming:
     headers = {"Authorization": f"Token {token}"}
-    sources, firsts, totals, unstreamed = [], [], [], []
+    sources, firsts, totals, unstreamed, gaps = [], [], [], [], []
     with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
         for number in range(asks):
             question = QUESTIONS[number % len(QUESTIONS)]
@@ -257,6 +263,7 @@ def streaming(url: str, token: str, asks: int) -> Streaming:
             sources.append(source * 1000)
             firsts.append(first * 1000)
             totals.append(total * 1000)
+            gaps.append((first - source) * 1000)
             started = time.perf_counter()
             client.post("/api/v1/ask/", json={"question": question}).raise_for_status()
             unstreamed.append((time.perf_counter() - started) * 1000)
@@ -267,11 +274,17 @@ def streaming(url: str, token: str, asks: int) -> Streaming:
         round(percentile(firsts, 0.95), 1),
         round(statistics.median(totals), 1),
         round(statistics.median(unstreamed), 1),
+        round(statistics.median(gaps), 1),
+        round(percentile(gaps, 0.95), 1),
     )
 
 
 def search(client: httpx.Client, question: str) -> httpx.Response:
     return client.post("/api/v1/search/", json={"query": question, "top_k": 10})
+
+
+def ask(client: httpx.Client, question: str) -> httpx.Response:
+    return client.post("/api/v1/ask/", json={"question": question})
 
 
 def healthz(client: httpx.Client, question: str) -> httpx.Response:
@@ -280,11 +293,11 @@ def healthz(client: httpx.Client, question: str) -> httpx.Response:
 
 def measure(url: str, token: str, args: argparse.Namespace) -> dict:
     results = {}
-    for name, send in (("healthz", healthz), ("search", search)):
+    for name, send in (("healthz", healthz), ("search", search), ("ask", ask)):
         log(f"{name}: {args.concurrency} concurrent clients for {args.duration:.0f} s ...")
         results[name] = asdict(load(name, url, token, args.concurrency, args.duration, send))
     log(f"ask: {args.asks} streamed and {args.asks} unstreamed answers, one at a time ...")
-    results["ask"] = asdict(streaming(url, token, args.asks))
+    results["streaming"] = asdict(streaming(url, token, args.asks))
     return results
 
 
@@ -298,19 +311,23 @@ def print_table(report: dict) -> None:
         f"worker(s) x {setup['threads']} thread(s), {setup['cpus']} CPUs\n"
     )
     print(f"{'endpoint':<10} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for name in ("healthz", "search"):
+    for name in ("healthz", "search", "ask"):
         row = report[name]
         print(
             f"{name:<10} {row['requests_per_s']:>8} {row['p50_ms']:>8} {row['p95_ms']:>8} "
             f"{row['p99_ms']:>8} {row['errors']:>7}"
         )
-    ask = report["ask"]
+    ratio = report["ask"]["requests_per_s"] / max(report["search"]["requests_per_s"], 1e-9)
+    print(f"ask throughput / search throughput: {ratio:.2f}")
+    ask = report["streaming"]
     print(f"\nask ({ask['asks']} questions, one at a time, median ms):")
     print(f"  streamed: sources event     {ask['sources_p50_ms']:>8}")
     p95 = ask["first_token_p95_ms"]
     print(f"  streamed: first token       {ask['first_token_p50_ms']:>8}  (p95 {p95})")
     print(f"  streamed: whole answer      {ask['stream_total_p50_ms']:>8}")
     print(f"  unstreamed: whole answer    {ask['unstreamed_total_p50_ms']:>8}")
+    gap = ask["sources_to_first_p95_ms"]
+    print(f"  sources -> first answer text {ask['sources_to_first_p50_ms']:>7}  (p95 {gap})")
 
 
 def main() -> None:

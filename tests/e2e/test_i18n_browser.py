@@ -78,3 +78,47 @@ def test_a_chinese_browser_gets_the_chat_in_chinese(
     assert page.locator("html").get_attribute("lang") == "en"
     assert page.locator("aside a.button").inner_text() == "New conversation"
     assert "Extractive answer" in page.locator(".turn.assistant .mode").last.text_content()
+
+
+HANDBOOK_HANT = """# 員工手冊
+
+## 休假
+
+員工入職滿一年後，每年享有十五天帶薪年假。年假須提前兩週透過人事系統申請。
+
+## 報銷
+
+差旅費用須在出差結束後三十天內提交報銷單，並附上發票。
+"""
+
+
+def test_a_chinese_question_over_a_traditional_document_streams_a_cited_chinese_answer(
+    live_server, browser_page, artifacts_dir, settings
+):
+    page = browser_page
+    settings.RAG_EMBEDDING_MODEL = EMBEDDING_MODEL
+    settings.RAG_LLM_BASE_URL = ""
+    member = make_user("wang")
+    knowledge_base = make_knowledge_base("手冊", members=[member])
+    services.ingest_document(add_text(knowledge_base, "handbook.md", HANDBOOK_HANT).pk)
+    log_in(page, live_server, member)
+
+    page.goto(f"{live_server.url}/chat/?kb={knowledge_base.pk}")
+    assert page.locator("#ask-button").inner_text() == "提问"
+    page.fill("#question", "员工每年有几天带薪年假？")  # Simplified question, Traditional text
+    page.click("#ask-button")
+    answer = page.locator(".turn.assistant").last
+    citation = answer.locator(".answer a.citation").first
+    citation.wait_for()
+    text = answer.locator(".answer").inner_text()
+    assert "每年享有十五天帶薪年假" in text
+    assert citation.inner_text() == "[1]"
+    page.screenshot(path=str(artifacts_dir / "chat-zh-traditional-1280.png"), full_page=True)
+
+    with page.context.expect_page() as opened:
+        citation.click()
+    passage = opened.value
+    passage.wait_for_load_state()
+    assert "每年享有十五天帶薪年假" in passage.locator("main").inner_text()
+    passage.screenshot(path=str(artifacts_dir / "passage-zh-traditional-1280.png"), full_page=True)
+    passage.close()
