@@ -22,4 +22,4 @@ RUN SECRET_KEY=build RAG_DATA_DIR=/tmp/build python manage.py build_catalogues -
 RUN useradd --create-home app && mkdir -p /data && chown app /data
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "rag_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4"]
+CMD ["gunicorn", "rag_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--timeout", "120"]
