@@ -210,3 +210,11 @@ def test_a_document_cannot_be_moved_to_another_base_in_the_admin(admin_client):
     assert services.search_passages([first], "meal receipts")
     assert services.search_passages([second], "meal receipts") == []
     assert all(report.problems == [] for report in map(services.check_index, (first, second)))
+
+
+def test_a_base_a_staff_member_adds_in_the_admin_is_one_it_manages(two_bases):
+    client, *_ = two_bases
+    response = client.post(reverse("admin:knowledge_knowledgebase_add"), {"name": "orchard"})
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    listing = client.get(reverse("admin:knowledge_knowledgebase_changelist")).content.decode()
+    assert "orchard" in listing
