@@ -137,6 +137,8 @@ class ExtractiveGenerator:
         threshold: minimum relevance in [0, 1] (coverage and similarity, weighted as in the
             score) for a sentence to be used; below it for every sentence, the answer is
             "not found".
+        lexical_threshold: the same where the similarity is left out (the embedder does not
+            cover the question's language), so relevance is the coverage alone.
         relative: a further sentence must score at least this share of the best one's.
         weights: the score's parts, (coverage, similarity, rank, answer type), each >= 0; the
             similarity part is left out (and the others rescaled) where the embedder does not
@@ -158,9 +160,10 @@ class ExtractiveGenerator:
         *,
         embed_languages: frozenset[str] | None = frozenset({"en"}),
         max_sentences: int = 3,
-        threshold: float = 0.4,
+        threshold: float = 0.35,
+        lexical_threshold: float = 0.4,
         relative: float = 0.7,
-        weights: tuple[float, float, float, float] = (0.6, 0.25, 0.05, 0.1),
+        weights: tuple[float, float, float, float] = (0.4, 0.45, 0.05, 0.1),
         context_share: float = 0.25,
         unseen_weight: float = 1.5,
         embed_candidates: int = 16,
@@ -173,6 +176,7 @@ class ExtractiveGenerator:
         self.embed_languages = embed_languages
         self.max_sentences = max(1, max_sentences)
         self.threshold = threshold
+        self.lexical_threshold = lexical_threshold
         self.relative = relative
         self.weights = weights
         self.context_share = context_share
@@ -226,9 +230,9 @@ class ExtractiveGenerator:
                 candidates, partial, similarity, coverage, news, strict=True
             )
         ]
-        return self._chosen(scored)
+        return self._chosen(scored, self.threshold if w_sim > 0 else self.lexical_threshold)
 
-    def _chosen(self, scored: list[ScoredSentence]) -> list[ScoredSentence]:
+    def _chosen(self, scored: list[ScoredSentence], threshold: float) -> list[ScoredSentence]:
         """The best sentences by score whose relevance clears the threshold (rank and answer
         type choose between relevant sentences; they never make an irrelevant one relevant)."""
         scored.sort(key=lambda s: s.score, reverse=True)
@@ -237,7 +241,7 @@ class ExtractiveGenerator:
         for sentence in scored:
             if sentence.score < floor or len(chosen) == self.max_sentences:
                 break
-            if sentence.relevance < self.threshold:
+            if sentence.relevance < threshold:
                 continue
             if not any(near_duplicate(sentence.text, c.text, self.terms) for c in chosen):
                 chosen.append(sentence)
