@@ -86,3 +86,15 @@ def test_sentence_split_of_pdf_text_drops_footnote_marks_and_parts_headings():
         "Distance Education Study",
         "The Office must report.",
     ]
+
+
+def test_sources_are_renumbered_by_first_use_across_streamed_pieces():
+    from generation.citations import CitationRenumberer
+
+    renumber = CitationRenumberer(6)
+    shown = [renumber.feed(piece) for piece in ("Leave is 25 days [5", "]. It accrues [3, 5", "].")]
+    assert "".join(shown) + renumber.flush() == "Leave is 25 days [1]. It accrues [2, 1]."
+    assert renumber.order() == [5, 3, 1, 2, 4, 6]
+    assert renumber.renumbered("A [9] stays for the checker to drop.") == (
+        "A [9] stays for the checker to drop."
+    )

@@ -278,3 +278,32 @@ def test_auto_picks_the_llm_judge_only_when_a_client_is_configured(llm_server):
     embed = HashingEmbedder().embed
     assert make_judge("auto", embed=embed, client=None).name == "embedded"
     assert make_judge("auto", embed=embed, client=_client(llm_server)).name == "llm"
+
+
+def test_a_reference_is_stated_across_case_width_and_script():
+    from generation.faithfulness import states_reference
+
+    assert states_reference("《战国无双3》是由光荣和ω-force开发的[1]。", ["光荣和ω-force"])
+    assert states_reference("由光榮和Ω-FORCE開發。", ["光荣和ω-force"])  # Traditional, upper case
+    assert states_reference("It lasts ２５ days [1].", ["25 days"])  # full-width digits
+    assert not states_reference("It lasts 52 days [1].", ["25 days"])
+    assert not states_reference("anything", [""])
+
+
+def test_token_f1_counts_chinese_by_character():
+    from generation.faithfulness import token_f1
+
+    assert token_f1("光荣和ω-force", "光荣和ω-force") == 1.0
+    assert 0 < token_f1("由光荣开发", "光荣和ω-force") < 1
+    # English stays by word, articles dropped: 3 shared of 4 and 3 words, F1 = 6/7
+    assert token_f1("Keep your microphone muted", "keep the microphone muted") == pytest.approx(
+        6 / 7
+    )
+
+
+def test_chinese_not_found_replies_are_abstentions():
+    from generation.faithfulness import abstains
+
+    assert abstains("文档中没有找到答案。")
+    assert abstains("文件中沒有找到答案。")
+    assert not abstains("员工每年享有十五天带薪年假[1]。")

@@ -97,3 +97,16 @@ def test_heuristic_leaves_a_standalone_question_alone():
     question = "How long is the notice period for employees leaving the company?"
     assert heuristic_standalone_question(history, question) == question
     assert heuristic_standalone_question([], "And when?") == "And when?"
+
+
+def test_the_prompt_asks_for_an_answer_in_the_question_language_and_script():
+    from generation.prompts import build_messages
+
+    for question, language, not_found in (
+        ("员工每年有几天年假？", "Simplified Chinese", "文档中没有找到答案。"),
+        ("員工每年有幾天年假？", "Traditional Chinese", "文件中沒有找到答案。"),
+        ("How many days of leave?", "the language of the question", "not found in the documents"),
+    ):
+        system, user = (m["content"] for m in build_messages(question, []))
+        assert language in user
+        assert not_found in system

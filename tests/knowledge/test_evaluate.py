@@ -200,3 +200,29 @@ def test_evaluate_runs_on_the_imported_llama_dataset(tmp_path):
     report = evaluate(dataset, tmp_path / "report", "--judge", "embedded", "--limit", "3")
     assert report["aggregates"]["retrieval"]["mrr@10"]["n"] == 3
     assert report["aggregates"]["correctness"]["token_f1"]["mean"] > 0
+
+
+def test_chinese_questions_are_answered_and_scored_for_the_reference_and_their_own_context(
+    tmp_path,
+):
+    dataset = tmp_path / "cmrc.jsonl"
+    call_command(
+        "import_eval_dataset", str(SHARED_DATA / "cmrc2018"), "--kb", "cmrc", "--out",
+        str(dataset), "--limit-queries", "6", "--limit-docs", "12",
+    )  # fmt: skip
+    rows = [json.loads(line) for line in dataset.read_text().splitlines()]
+    assert rows[0]["question"] == "《战国无双3》是由哪两个公司合作开发的？"
+    assert rows[0]["reference_answers"] == ["光荣和ω-force"]  # the annotators' answers, once each
+    assert rows[1]["reference_answers"] == ["村雨城", "任天堂游戏谜之村雨城"]
+    out = tmp_path / "report"
+    call_command(
+        "evaluate", "--kb", "cmrc", "--dataset", str(dataset), "--out", str(out), "--judge",
+        "embedded",
+    )  # fmt: skip
+    report = json.loads((out / "report.json").read_text())
+    correctness = report["aggregates"]["correctness"]
+    assert correctness["reference_stated"]["n"] == correctness["own_context_cited"]["n"] == 6
+    assert correctness["own_context_cited"]["mean"] >= 0.5
+    first = report["questions"][0]
+    assert "光荣和ω-force" in first["answer"] and first["correctness"]["reference_stated"] == 1.0
+    assert first["answer"].rstrip().endswith("。")  # a Chinese answer, cited the Chinese way
