@@ -260,3 +260,66 @@ def test_real_model_onnx_fp32_equals_pytorch(real_vectors):
 def test_real_model_onnx_int8_stays_close_to_pytorch(real_vectors):
     similarity = cosines(real_vectors["onnx-int8"], real_vectors["torch"])
     assert similarity.mean() > 0.95 and similarity.min() > 0.9
+
+
+def build_chinese_model(folder: Path) -> Path:
+    """A tiny random-weight BERT whose WordPiece vocabulary is mostly Chinese characters, as a
+    sentence-transformers folder with no model card (so its vocabulary tells its languages)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    characters = [chr(code) for code in range(0x4E00, 0x4E00 + 400)] + list("年假员工天申请报销")
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list("abcdefghijklmnopqrstuvwxyz")
+    vocabulary += list(dict.fromkeys(characters))
+    (folder / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
+    )
+    config = BertConfig(
+        vocab_size=len(vocabulary), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )  # fmt: skip
+    torch.manual_seed(11)
+    BertModel(config).save_pretrained(folder)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {
+            "idx": 1,
+            "name": "1",
+            "path": "1_Pooling",
+            "type": "sentence_transformers.models.Pooling",
+        },
+    ]
+    (folder / "modules.json").write_text(json.dumps(modules))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 64}))
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_mean_tokens": True})
+    )
+    return folder
+
+
+def test_a_model_covers_the_languages_its_card_or_vocabulary_shows(tmp_path):
+    from retrieval.embedders import model_languages
+
+    assert model_languages(real_model_folder()) == frozenset({"en"})  # its card: language: en
+    chinese = build_chinese_model(tmp_path / "zh")
+    assert SentenceTransformerEmbedder(str(chinese)).languages == frozenset({"en", "zh"})
+    (chinese / "README.md").write_text("---\nlanguage:\n- multilingual\n---\n# A model\n")
+    assert model_languages(chinese) is None  # every language
+
+
+def test_a_chinese_query_is_fused_with_a_model_that_covers_chinese(tmp_path):
+    from retrieval.dense import FaissIndex
+    from retrieval.hybrid import HybridRetriever
+    from retrieval.sparse import Bm25Index
+
+    embedder = SentenceTransformerEmbedder(str(build_chinese_model(tmp_path / "zh")))
+    texts = {1: "员工每年享有十五天年假。", 2: "报销须在三十天内申请。"}
+    dense, sparse = FaissIndex(embedder.dimension), Bm25Index()
+    dense.add(list(texts), embedder.embed(list(texts.values())))
+    sparse.add(list(texts), list(texts.values()))
+    retriever = HybridRetriever(embedder, [(dense, sparse)], fusion="weighted", dense_weight=0.5)
+    assert retriever.dense_weight_for("员工有几天年假？") == 0.5
+    assert retriever.search("员工有几天年假？", k=1)[0].chunk_id == 1

@@ -161,3 +161,31 @@ def test_the_langchain_retriever_returns_documents_with_citation_metadata(embedd
         "score": pytest.approx(search(QUERIES[0], 2)[0].score),
         "knowledge_base_id": 7,
     }
+
+
+class EnglishOnlyEmbedder(CountingEmbedder):
+    """The counting embedder, declaring that it covers English only (as all-MiniLM-L6-v2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.languages = frozenset({"en"})
+
+
+def test_a_query_in_a_language_the_model_lacks_is_ranked_by_bm25_alone():
+    embedder = EnglishOnlyEmbedder()
+    corpus = {
+        1: "员工每年享有十五天带薪年假。",
+        2: "報銷須在三十天內申請。",
+        3: "Leave is 15 days.",
+    }
+    dense, sparse = index_pair(embedder, corpus)
+    embedder.calls.clear()
+    retriever = HybridRetriever(embedder, [(dense, sparse)], fusion="weighted", dense_weight=0.5)
+    hits = retriever.search("报销需要多久内申请？", k=3)  # Simplified query, Traditional text
+    assert embedder.calls == []  # not embedded: its cosine would be noise
+    assert [hit.chunk_id for hit in hits] == [
+        hit.chunk_id for hit in sparse.search("报销需要多久内申请？", 3)
+    ]
+    assert hits[0].chunk_id == 2
+    retriever.search("how long is leave", k=3)
+    assert embedder.calls == [1]  # an English query is embedded and fused as before
