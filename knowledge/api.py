@@ -29,7 +29,7 @@ from retrieval.types import Passage
 
 from . import answering, services
 from . import serializers as s
-from .forms import ACCEPTED_SUFFIXES
+from .forms import ACCEPTED_SUFFIXES, refused_type
 from .models import Conversation, Document, KnowledgeBase
 from .rest import (
     AskThrottle,
@@ -188,10 +188,7 @@ def check_upload(file, limit: int) -> None:
     name = PurePath(file.name or "").name
     suffix = PurePath(name).suffix.lower()
     if suffix not in ACCEPTED_SUFFIXES:
-        raise UnsupportedMediaType(
-            _("Files of type %(type)s are not accepted; use %(accepted)s.")
-            % {"type": suffix or _("(none)"), "accepted": ", ".join(ACCEPTED_SUFFIXES)}
-        )
+        raise UnsupportedMediaType(refused_type(name))
     if file.size > limit:
         raise PayloadTooLarge(too_large())
     head = file.read(1024)

@@ -20,23 +20,27 @@ ACCEPTED_SUFFIXES = (
 )
 
 
+def refused_type(name: str) -> str:
+    """Why a file of a type we do not read is refused: what was uploaded and what would be read
+    (the upload page's script says the same)."""
+    suffix = PurePath(name).suffix.lower()
+    names = {"name": name, "type": suffix, "accepted": " ".join(ACCEPTED_SUFFIXES)}
+    if suffix:
+        refused = _("%(name)s is a %(type)s file, which cannot be read; upload %(accepted)s files.")
+    else:
+        refused = _(
+            "%(name)s has no file type ending (such as .pdf), so it cannot be read; "
+            "upload %(accepted)s files."
+        )
+    return refused % names
+
+
 def upload_problem(upload: UploadedFile) -> str | None:
     """Why an uploaded file is refused before it is stored, in one sentence; None if it is fine."""
     name = PurePath(upload.name or "").name
     suffix = PurePath(name).suffix.lower()
     if suffix not in ACCEPTED_SUFFIXES:
-        # What was uploaded, and what would be read (the upload page's script says the same).
-        names = {"name": name, "type": suffix, "accepted": " ".join(ACCEPTED_SUFFIXES)}
-        if suffix:
-            refused = _(
-                "%(name)s is a %(type)s file, which cannot be read; upload %(accepted)s files."
-            )
-        else:
-            refused = _(
-                "%(name)s has no file type ending (such as .pdf), so it cannot be read; "
-                "upload %(accepted)s files."
-            )
-        return refused % names
+        return refused_type(name)
     if upload.size is not None and upload.size > settings.RAG_MAX_UPLOAD_MB * 1024 * 1024:
         return _("%(name)s is larger than the %(mb)s MB upload limit.") % {
             "name": name,

@@ -273,7 +273,8 @@ def test_an_unsupported_file_type_answers_415(owner, handbook):
     response = upload(token_client(owner), handbook.pk, "setup.exe", b"MZ\x90\x00binary")
     assert response.status_code == 415
     assert response.json()["code"] == "unsupported_type"
-    assert ".pdf" in response.json()["detail"]
+    assert response.json()["detail"].startswith("setup.exe is a .exe file, which cannot be read")
+    assert "upload .pdf .docx" in response.json()["detail"]
 
 
 def test_a_pdf_that_is_not_a_pdf_answers_415(owner, handbook):
