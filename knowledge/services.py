@@ -352,7 +352,7 @@ def _ingest_attachments(message: Document, attachments: list[Attachment], publis
         except UploadRejectedError as error:
             logger.info("Attachment %s of document %s: %s", attachment.name, message.pk, error)
             continue
-        if upload.created:
+        if upload.document.state == Document.State.QUEUED:  # new, or failed before
             ingest_document(upload.document.pk, publish=publish)
 
 

@@ -48,7 +48,8 @@ def test_a_message_is_one_page_of_headers_and_plain_body():
     text = document.sections[0].text
     assert text.startswith("From: Anna Schmidt <anna@example.com>\nTo: team@example.com\n")
     assert "Subject: 办公室搬迁 / Office move" in text
-    assert text.endswith("We move to the new office on Friday.\n新地址:人民路 88 号。")
+    assert text.endswith("人民路 88 号。")
+    assert "\n\nWe move to the new office on Friday.\n新地址" in text
 
 
 def test_an_html_only_message_is_read_as_visible_text():
