@@ -277,3 +277,49 @@ def test_system_checks_catch_a_bad_llm_url_and_threshold(settings):
     settings.RAG_LLM_BASE_URL = "http://vllm:8000/v1"
     settings.RAG_EXTRACTIVE_THRESHOLD = 0.35
     assert check_answer_settings() == []
+
+
+def _leave_after_first_delta(stream) -> None:
+    """What the server does when the reader closes the tab: the stream is closed mid-answer."""
+    for event in stream:
+        if event.kind == "delta":
+            break
+    stream.close()
+
+
+def test_an_extractive_answer_is_stored_when_the_client_leaves_mid_stream(dmca):
+    _leave_after_first_delta(answering.stream_answer("Who signed the DMCA into law?", [dmca]))
+    answer = Message.objects.get(role=Message.Role.ASSISTANT)
+    assert "President Clinton" in answer.text
+    assert answer.citations and answer.mode == "extractive"
+
+
+def test_a_model_answer_is_finished_and_stored_when_the_client_leaves_mid_stream(dmca, llm):
+    llm.script(Reply(text="President Clinton signed the act into law on October 28, 1998 [1]."))
+    _leave_after_first_delta(answering.stream_answer("Who signed the DMCA into law?", [dmca]))
+    answer = Message.objects.get(role=Message.Role.ASSISTANT)
+    assert answer.text == "President Clinton signed the act into law on October 28, 1998 [1]."
+    assert answer.mode == "llm" and answer.citations[0]["page"] == 1
+
+
+def test_sources_are_numbered_in_the_order_the_answer_first_cites_them(dmca, llm):
+    llm.script(Reply(text="It was signed in 1998 [4]. President Clinton signed it [2]. [4]"))
+    result = answering.answer_question("Who signed the DMCA into law, and when?", [dmca])
+    assert result["answer"].startswith(
+        "It was signed in 1998 [1]. President Clinton signed it [2]."
+    )
+    assert [c["n"] for c in result["citations"]] == [1, 2]
+    assert [p["n"] for p in result["passages"]] == list(range(1, len(result["passages"]) + 1))
+    assert result["citations"][0]["chunk_id"] == result["passages"][0]["chunk_id"]
+
+
+def test_a_chinese_question_is_answered_in_chinese(settings):
+    knowledge_base = make_knowledge_base("手冊")
+    text = (
+        "# 員工手冊\n\n員工入職滿一年後，每年享有十五天帶薪年假。年假須提前兩週透過人事系統申請。\n"
+    )
+    services.ingest_document(add_text(knowledge_base, "handbook.md", text).pk)
+    found = answering.answer_question("员工每年有几天带薪年假？", [knowledge_base])
+    assert found["answer"] == "員工入職滿一年後，每年享有十五天帶薪年假[1]。"
+    missing = answering.answer_question("公司食堂几点开门？", [knowledge_base])
+    assert missing["answer"] == "文档中没有找到答案。" and missing["citations"] == []
