@@ -242,7 +242,7 @@ def test_api_errors_speak_chinese_and_keep_their_codes(member, handbook):
         HTTP_ACCEPT_LANGUAGE="zh-TW",
     )
     assert upload.status_code == 415 and upload.json()["code"] == "unsupported_type"
-    assert upload.json()["detail"].startswith("不支援 .exe 類型的檔案，請使用 .pdf, ")
+    assert upload.json()["detail"].startswith("tool.exe 是 .exe 檔案，無法讀取；請上傳 .pdf ")
 
     anonymous = APIClient().get("/api/v1/knowledge-bases/", HTTP_ACCEPT_LANGUAGE="zh-Hans")
     assert anonymous.status_code == 401
