@@ -564,14 +564,14 @@ def test_nothing_from_a_document_can_run_script_in_an_answer(member, handbook):
     ingested(add_text(handbook, "security.txt", SECRET_PAGE))  # Markdown would drop the tags
     client = logged_in(member)
     answer = done(ask(client, "Who keeps the vault combination and the alarm code?", [handbook]))
-    assert "alert" in answer["answer"]  # the hostile text is quoted...
+    assert "alert" in answer["answer"]  # the hostile text is quoted, without its markup...
+    assert "<script" not in answer["answer"] and "<img" not in answer["answer"]
     for html in (
         answer["html"],
         client.get(reverse("knowledge:conversation", args=[answer["conversation"]])).content,
     ):
         html = html if isinstance(html, str) else html.decode()
-        assert "<script>alert" not in html and "<img" not in html  # ...but only as text
-        assert "&lt;script&gt;" in html or "&lt;img" in html
+        assert "<script>alert" not in html and "<img" not in html  # ...and only as text
 
 
 def test_a_question_about_a_foreign_knowledge_base_answers_404_like_a_missing_one(

@@ -275,7 +275,9 @@ class TestTokenizer:
 
     def test_it_folds_traditional_chinese_and_full_width_forms(self) -> None:
         tokenizer = Bm25Tokenizer()
-        assert tokenizer("員工的年假") == tokenizer("员工的年假") == ["员工", "工的", "的年", "年假"]
+        assert (
+            tokenizer("員工的年假") == tokenizer("员工的年假") == ["员工", "工的", "的年", "年假"]
+        )
         assert tokenizer("ＶＰＮ帳號") == ["vpn", "帐号"]
 
     def test_an_index_saved_before_folding_keeps_its_terms(self) -> None:
