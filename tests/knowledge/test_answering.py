@@ -323,3 +323,12 @@ def test_a_chinese_question_is_answered_in_chinese(settings):
     assert found["answer"] == "員工入職滿一年後，每年享有十五天帶薪年假[1]。"
     missing = answering.answer_question("公司食堂几点开门？", [knowledge_base])
     assert missing["answer"] == "文档中没有找到答案。" and missing["citations"] == []
+
+
+def test_the_model_is_asked_to_answer_in_the_script_of_a_chinese_question(dmca, llm):
+    llm.script(Reply(text="克林顿总统签署了该法案[1]。"))
+    result = answering.answer_question("谁签署了《数字千年版权法》？", [dmca])
+    system, *_, user = llm.chat_requests()[-1]["messages"]
+    assert "Simplified Chinese" in user["content"]
+    assert "文档中没有找到答案。" in system["content"]
+    assert result["mode"] == "llm" and result["answer"] == "克林顿总统签署了该法案[1]。"
