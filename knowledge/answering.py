@@ -32,6 +32,7 @@ from retrieval.text import reply_language
 from retrieval.tokenize import Bm25Tokenizer
 from retrieval.types import Passage
 
+from . import metrics
 from .models import Conversation, Feedback, KnowledgeBase, Message
 from .services import answers_hidden_from, get_embedder, idf_function, search_passages
 
@@ -264,6 +265,7 @@ class _Turn:
             timings=timings,
             notice=run.notice or "",
         )
+        metrics.observe_answer(run.mode, timings)
         Conversation.objects.filter(pk=self.conversation.pk).update(updated_at=timezone.now())
         return {
             "answer": checked.answer,
@@ -318,6 +320,7 @@ class _GenerationRun:
                 yield piece
         except GenerationError as error:
             logger.warning("LLM generation failed, answering extractively: %s", error)
+            metrics.observe_fallback(streamed=bool(pieces), error=error)
             with translation.override(_interface_language(self.question)):
                 self.notice = str(FALLBACK_NOTICE).format(reason=_reason(error, bool(pieces)))
             if pieces:
@@ -372,6 +375,7 @@ def _standalone_question(
             return clean_condensed_question(reply, fallback=question)
         except GenerationError as error:
             logger.warning("Condensing the follow-up with the LLM failed: %s", error)
+            metrics.observe_llm_error("condense", error)
     return heuristic_standalone_question(history, question)
 
 

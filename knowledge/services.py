@@ -49,6 +49,7 @@ from retrieval.sparse import Bm25Index, present_idf
 from retrieval.store import IndexPair, IndexStore
 from retrieval.types import Attachment, Hit, Passage
 
+from . import metrics
 from .locks import knowledge_base_lock, renewing_every
 from .models import Chunk, Document, KnowledgeBase
 
@@ -291,12 +292,14 @@ def _ingest_claimed(
             progress=_page_progress(report),
         )
     except ParseError as error:
-        return _fail(document, str(error))
+        return _fail(document, str(error), reason=error)
     except OSError:
         logger.exception("Cannot read the stored file of document %s", document.pk)
-        return _fail(document, "The stored file is missing or unreadable; upload it again.")
+        return _fail(
+            document, "The stored file is missing or unreadable; upload it again.", "unreadable"
+        )
     if problem := _too_large(parsed):
-        return _fail(document, problem)
+        return _fail(document, problem, "too_large")
     embedder = get_embedder()
     chunks = chunk_sections(
         parsed.sections,
@@ -307,9 +310,10 @@ def _ingest_claimed(
         embedder.max_tokens,
     )
     if not chunks:
-        return _fail(document, "The document holds no text to index.")
+        return _fail(document, "The document holds no text to index.", "no_text")
     if len(chunks) > settings.RAG_MAX_DOCUMENT_CHUNKS:
-        return _fail(document, _too_many(len(chunks), settings.RAG_MAX_DOCUMENT_CHUNKS, "chunks"))
+        limit = settings.RAG_MAX_DOCUMENT_CHUNKS
+        return _fail(document, _too_many(len(chunks), limit, "chunks"), "too_large")
     report(PARSED_PERCENT)
     vectors = _embed_in_slices(
         embedder,
@@ -511,8 +515,9 @@ def _store_chunks(
     return True
 
 
-def _fail(document: Document, message: str) -> Document | None:
-    """Mark the document failed and drop its chunks; None if it was deleted meanwhile."""
+def _fail(document: Document, message: str, reason: str | Exception) -> Document | None:
+    """Mark the document failed and drop its chunks; None if it was deleted meanwhile. reason
+    (a short code, or the parser's error) labels the failure in the metrics."""
     with transaction.atomic():
         Chunk.objects.filter(document=document).delete()
         failed = Document.objects.filter(pk=document.pk).update(
@@ -522,14 +527,15 @@ def _fail(document: Document, message: str) -> Document | None:
     if not failed:
         return None
     document.refresh_from_db()
+    metrics.observe_failed(reason)
     logger.info("Document %s failed: %s", document.pk, message)
     return document
 
 
-def fail_document(document_id: int, message: str) -> Document | None:
+def fail_document(document_id: int, message: str, reason: str = "stopped") -> Document | None:
     """Mark a document failed with a message for its owner (used when a task is stopped)."""
     document = Document.objects.select_related("knowledge_base").filter(pk=document_id).first()
-    return _fail(document, message) if document else None
+    return _fail(document, message, reason) if document else None
 
 
 def _finish(document: Document) -> Document:
@@ -542,6 +548,7 @@ def _finish(document: Document) -> Document:
         indexed_at=timezone.now(),
     )
     document.refresh_from_db()
+    metrics.observe_indexed(document.page_count, document.chunk_count)
     return document
 
 

@@ -33,6 +33,7 @@ def ingest_document(self, document_id: int) -> str:
             document_id,
             f"Ingestion took longer than {settings.RAG_INGEST_TIME_LIMIT} seconds and was "
             "stopped; split the document or raise RAG_INGEST_TIME_LIMIT.",
+            reason="time_limit",
         )
     return document.state if document else "deleted"
 

@@ -7,6 +7,7 @@ that). A malformed value stops start-up with a message that names the variable.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import re
 import secrets
@@ -126,6 +127,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "knowledge.metrics.RequestMetricsMiddleware",  # request latency per view (/metrics)
     "django.middleware.security.SecurityMiddleware",
     "knowledge.security.SecurityHeadersMiddleware",  # CSP on every response
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -136,6 +138,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "knowledge.middleware.IndexBusyMiddleware",  # 503 + Retry-After for a lock timeout
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -228,7 +231,7 @@ RAG_HTTPS = env_bool("RAG_HTTPS", False)
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", RAG_HTTPS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", RAG_HTTPS)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # container health checks speak plain HTTP
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]  # health checks, scrapers: plain HTTP
 SECURE_HSTS_SECONDS = env_int("RAG_HSTS_SECONDS", 365 * 24 * 3600 if RAG_HTTPS else 0)
 if RAG_HTTPS:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -405,3 +408,31 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Metrics for operators (/metrics, knowledge.metrics) -----------------------------------------
+
+# /metrics is open to loopback callers (unless RAG_METRICS_LOOPBACK=false, e.g. behind a proxy on
+# the same host), to RAG_METRICS_ALLOWED_IPS (addresses or networks), and to a bearer token.
+RAG_METRICS_LOOPBACK = env_bool("RAG_METRICS_LOOPBACK", True)
+RAG_METRICS_TOKEN = env_str("RAG_METRICS_TOKEN")
+
+
+def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in env_list(name, "")]
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}: {error} (use addresses or networks, e.g. 10.0.0.0/8).")
+
+
+RAG_METRICS_ALLOWED_IPS = env_networks("RAG_METRICS_ALLOWED_IPS")
+# A folder where every web and worker process writes its metrics, which /metrics adds up
+# (prometheus-client's multiprocess mode; empty it before the processes start). Empty: each
+# process serves its own. prometheus-client reads the variable itself, and takes it as set even
+# when empty: an empty value is removed here, before anything imports prometheus-client.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+if not PROMETHEUS_MULTIPROC_DIR:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+elif not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR={PROMETHEUS_MULTIPROC_DIR!r} is not a folder."
+    )

@@ -6,6 +6,7 @@ from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
 
+from knowledge.metrics import metrics_view
 from knowledge.security import LoginForm
 
 urlpatterns = [
@@ -17,6 +18,8 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     # gettext() for the pages' scripts, in the interface language (locale/*/djangojs.po).
     path("jsi18n/", JavaScriptCatalog.as_view(packages=["knowledge"]), name="javascript-catalog"),
+    # Prometheus metrics for operators: loopback, allowed addresses or a token (docs/operations.md).
+    path("metrics", metrics_view, name="metrics"),
     path("", include("knowledge.api_urls")),
     path("", include("knowledge.urls")),
 ]
