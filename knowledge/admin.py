@@ -187,21 +187,17 @@ class DocumentAdmin(ScopedAdmin):
 
     @admin.action(description="Disable selected documents")
     def disable(self, request, queryset):
-        for document in queryset:
-            services.set_document_enabled(document, False)
-        messages.success(request, f"Disabled {len(queryset)} document(s).")
+        changed = services.set_documents_enabled(queryset, False)
+        messages.success(request, f"Disabled {len(changed)} document(s).")
 
     @admin.action(description="Enable selected documents")
     def enable(self, request, queryset):
-        for document in queryset:
-            services.set_document_enabled(document, True)
-        messages.success(request, f"Enabled {len(queryset)} document(s).")
+        changed = services.set_documents_enabled(queryset, True)
+        messages.success(request, f"Enabled {len(changed)} document(s).")
 
     @admin.action(description="Delete selected documents and remove them from the indexes")
     def delete_with_index(self, request, queryset):
-        count = len(queryset)
-        for document in queryset:
-            services.delete_document(document)
+        count = services.delete_documents(queryset)
         messages.success(request, f"Deleted {count} document(s) and removed them from the indexes.")
 
     def delete_model(self, request, obj):

@@ -22,6 +22,8 @@ LOCK_EXPIRY_SECONDS = 15
 class LockTimeoutError(Exception):
     """The lock was not acquired within the configured time."""
 
+    retry_after = 60  # seconds a client is told to wait before trying again (Retry-After)
+
 
 @contextmanager
 def knowledge_base_lock(

@@ -26,6 +26,7 @@ from generation.errors import GenerationError, GenerationRequestError, Generatio
 from retrieval.errors import RetrievalError
 
 from . import answering, security, services
+from .locks import LockTimeoutError
 from .sse import sse_event
 
 logger = logging.getLogger(__name__)
@@ -178,6 +179,14 @@ class ServiceUnavailable(exceptions.APIException):
     default_code = "unavailable"
 
 
+class IndexBusy(ServiceUnavailable):
+    default_detail = gettext_lazy(
+        "The knowledge base's index is being updated by another task; try again in a minute."
+    )
+    default_code = "index_busy"
+    wait = LockTimeoutError.retry_after  # DRF's handler sends it as Retry-After
+
+
 class BadGateway(exceptions.APIException):
     status_code = 502
     default_detail = gettext_lazy("The language model server refused the request.")
@@ -207,6 +216,8 @@ def as_api_exception(exc: Exception) -> Exception:
         return BadGateway(str(exc), "llm_error")
     if isinstance(exc, RetrievalError):
         return ServiceUnavailable(str(exc), "retrieval_unavailable")
+    if isinstance(exc, LockTimeoutError):
+        return IndexBusy()
     return exc
 
 

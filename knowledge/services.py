@@ -239,18 +239,23 @@ def enqueue_ingestion(document: Document) -> None:
 def _send_to_worker(document_id: int) -> None:
     from .tasks import ingest_document as ingest_task  # tasks import this module
 
-    if ingest_task.app.conf.task_always_eager:
-        ingest_task.delay(document_id)  # runs here: its errors are the caller's
+    _send_task(
+        ingest_task,
+        document_id,
+        "Cannot queue document %s for ingestion (%s); it stays queued and the workers' "
+        "sweep sends it again within RAG_REQUEUE_AFTER_SECONDS.",
+    )
+
+
+def _send_task(task, argument: int, cannot_queue: str) -> None:
+    """task.delay(argument); a broker that cannot take it is logged with cannot_queue."""
+    if task.app.conf.task_always_eager:
+        task.delay(argument)  # runs here: its errors are the caller's
         return
     try:
-        ingest_task.delay(document_id)
+        task.delay(argument)
     except (KombuError, OSError) as error:
-        logger.warning(
-            "Cannot queue document %s for ingestion (%s); it stays queued and the workers' "
-            "sweep sends it again within RAG_REQUEUE_AFTER_SECONDS.",
-            document_id,
-            error,
-        )
+        logger.warning(cannot_queue, argument, error)
 
 
 # --- Ingestion ----------------------------------------------------------------------------------
@@ -591,27 +596,46 @@ def manageable_knowledge_bases(user):
 
 
 def delete_document(document: Document) -> None:
-    """Delete the document, its chunks and its file, and drop it from the indexes."""
-    knowledge_base = document.knowledge_base
-    storage, name = document.file.storage, document.file.name
-    document.delete()
-    if name and not Document.objects.filter(file=name).exists():
-        storage.delete(name)
-    sync_index(knowledge_base)
+    """Delete the document, its chunks and its file; the indexes drop it in a queued publish."""
+    delete_documents([document])
+
+
+def delete_documents(documents: Iterable[Document]) -> int:
+    """Delete the documents, their chunks and their files, and queue one publish per knowledge
+    base (publish_on_commit): search leaves them out at once, without waiting for it."""
+    knowledge_base_ids = []
+    for document in documents:
+        knowledge_base_ids.append(document.knowledge_base_id)
+        storage, name = document.file.storage, document.file.name
+        document.delete()
+        if name and not Document.objects.filter(file=name).exists():
+            storage.delete(name)
+    publish_on_commit(knowledge_base_ids)
+    return len(knowledge_base_ids)
 
 
 def set_document_enabled(document: Document, enabled: bool) -> Document:
-    """Disable a document (its chunks leave the indexes) or enable it again."""
-    if enabled and document.state == Document.State.DISABLED:
-        state = Document.State.INDEXED if document.chunk_count else Document.State.QUEUED
-        Document.objects.filter(pk=document.pk).update(state=state)
-    elif not enabled:
-        Document.objects.filter(pk=document.pk).update(state=Document.State.DISABLED)
-    sync_index(document.knowledge_base)
-    document.refresh_from_db()
-    if document.state == Document.State.QUEUED:
-        enqueue_ingestion(document)
-    return document
+    """Disable a document or enable it again; the indexes follow in a queued publish."""
+    return set_documents_enabled([document], enabled)[0]
+
+
+def set_documents_enabled(documents: Iterable[Document], enabled: bool) -> list[Document]:
+    """Disable documents (search leaves them out at once, since it reads only searchable
+    states) or enable them again, and queue one publish per knowledge base (publish_on_commit).
+    A document enabled before it was ever indexed is queued for ingestion."""
+    changed = []
+    for document in documents:
+        if enabled and document.state == Document.State.DISABLED:
+            state = Document.State.INDEXED if document.chunk_count else Document.State.QUEUED
+            Document.objects.filter(pk=document.pk).update(state=state)
+        elif not enabled:
+            Document.objects.filter(pk=document.pk).update(state=Document.State.DISABLED)
+        document.refresh_from_db()
+        if document.state == Document.State.QUEUED:
+            enqueue_ingestion(document)
+        changed.append(document)
+    publish_on_commit(document.knowledge_base_id for document in changed)
+    return changed
 
 
 def reindex_document(document: Document) -> Document:
@@ -641,6 +665,25 @@ def _mark_queued(document_id: int) -> None:
 def searchable_chunks(knowledge_base: KnowledgeBase):
     return Chunk.objects.filter(
         knowledge_base=knowledge_base, document__state__in=SEARCHABLE_STATES
+    )
+
+
+def publish_on_commit(knowledge_base_ids: Iterable[int]) -> None:
+    """Queue one tasks.sync_index per knowledge base once the current transaction commits: the
+    publish waits for the knowledge base's lock in a worker, never in a web request."""
+    for knowledge_base_id in sorted(set(knowledge_base_ids)):
+        transaction.on_commit(functools.partial(_send_sync, knowledge_base_id))
+
+
+def _send_sync(knowledge_base_id: int) -> None:
+    from .tasks import sync_index as sync_task  # tasks import this module
+
+    _send_task(
+        sync_task,
+        knowledge_base_id,
+        "Cannot queue the index publish of knowledge base %s (%s); search already leaves "
+        "disabled and deleted documents out, and the next publish (any change, or "
+        "`manage.py rebuild_index`) brings the indexes in line.",
     )
 
 

@@ -7,6 +7,13 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from . import services
+from .locks import LockTimeoutError
+
+# An index publish whose knowledge base stays locked past RAG_LOCK_TIMEOUT is queued again to
+# run this many seconds later, at most SYNC_RETRIES times (each try waits RAG_LOCK_TIMEOUT for
+# the lock again: that wait, not this delay, spaces the tries).
+SYNC_RETRY_SECONDS = 2
+SYNC_RETRIES = 20
 
 
 @shared_task(
@@ -38,9 +45,20 @@ def ingest_document(self, document_id: int) -> str:
     return document.state if document else "deleted"
 
 
-@shared_task(acks_late=True)
-def sync_index(knowledge_base_id: int) -> int:
-    """Publish a new index version of the knowledge base if the database has changed."""
+@shared_task(bind=True, acks_late=True, max_retries=SYNC_RETRIES)
+def sync_index(self, knowledge_base_id: int) -> int | None:
+    """Publish a new index version of the knowledge base if the database has changed (queued
+    on commit by services.publish_on_commit). While another process holds the knowledge base's
+    lock past RAG_LOCK_TIMEOUT a worker retries it after SYNC_RETRY_SECONDS; None if the
+    knowledge base was deleted meanwhile."""
     from .models import KnowledgeBase
 
-    return services.sync_index(KnowledgeBase.objects.get(pk=knowledge_base_id))
+    knowledge_base = KnowledgeBase.objects.filter(pk=knowledge_base_id).first()
+    if knowledge_base is None:
+        return None
+    try:
+        return services.sync_index(knowledge_base)
+    except LockTimeoutError as busy:
+        if self.request.is_eager:
+            raise  # run in the caller's process (RAG_CELERY_EAGER): a request answers 503
+        raise self.retry(exc=busy, countdown=SYNC_RETRY_SECONDS) from None

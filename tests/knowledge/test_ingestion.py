@@ -88,11 +88,14 @@ def test_a_failed_pdf_is_retried_with_its_password():
     assert document.password == ""
 
 
-def test_deleting_a_document_removes_it_from_database_and_indexes():
+def test_deleting_a_document_removes_it_from_database_and_indexes(
+    eager_celery, django_capture_on_commit_callbacks
+):
     knowledge_base = make_knowledge_base()
     keep = ingest(add_text(knowledge_base, "keep.md", "# Keep\n\nThe cafeteria opens at eight."))
     gone = ingest(add_text(knowledge_base, "gone.md", HANDBOOK))
-    services.delete_document(gone)
+    with django_capture_on_commit_callbacks(execute=True):  # the queued index publish
+        services.delete_document(gone)
     assert not Chunk.objects.filter(document_id=gone.pk).exists()
     knowledge_base.refresh_from_db()
     pair = services.loaded_index(knowledge_base)
@@ -100,13 +103,17 @@ def test_deleting_a_document_removes_it_from_database_and_indexes():
     assert set(pair.sparse.ids().tolist()) == set(keep.chunks.values_list("pk", flat=True))
 
 
-def test_disabling_a_document_takes_it_out_of_search_and_enabling_brings_it_back():
+def test_disabling_a_document_takes_it_out_of_search_and_enabling_brings_it_back(
+    eager_celery, django_capture_on_commit_callbacks
+):
     knowledge_base = make_knowledge_base()
     document = ingest(add_text(knowledge_base, "travel.md", HANDBOOK))
-    services.set_document_enabled(document, False)
+    with django_capture_on_commit_callbacks(execute=True):  # the queued index publish
+        services.set_document_enabled(document, False)
     assert services.search_passages([knowledge_base], "receipts for meals") == []
     assert services.check_index(knowledge_base).problems == []
-    services.set_document_enabled(document, True)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.set_document_enabled(document, True)
     assert services.search_passages([knowledge_base], "receipts for meals")
 
 

@@ -202,12 +202,15 @@ def test_the_document_list_shows_state_pages_and_chunks(owner, handbook):
     assert f'data-document="{broken.pk}" data-state="failed"' in html
 
 
-def test_disable_enable_and_delete_from_the_document_list(owner, handbook):
+def test_disable_enable_and_delete_from_the_document_list(
+    owner, handbook, eager_celery, django_capture_on_commit_callbacks
+):
     document = ingested(add_text(handbook, "leave.md", HANDBOOK.decode()))
     client = logged_in(owner)
 
     def act(action: str):
-        return client.post(reverse("knowledge:document_action", args=[document.pk, action]))
+        with django_capture_on_commit_callbacks(execute=True):  # the queued index publish
+            return client.post(reverse("knowledge:document_action", args=[document.pk, action]))
 
     assert act("disable").status_code == 302
     assert Document.objects.get(pk=document.pk).state == "disabled"

@@ -21,6 +21,7 @@ from django.db import connection
 from django.utils import timezone
 
 from knowledge import services
+from knowledge.locks import knowledge_base_lock
 from knowledge.models import Chunk, Document
 from rag_site.celery import app
 from tests.conftest import PDFS, REPO_ROOT
@@ -46,6 +47,7 @@ class Worker:
     def __init__(self, queue: str, log_path) -> None:
         self.queue, self.log_path = queue, log_path
         self.process: subprocess.Popen | None = None
+        self.env: dict[str, str] = {}  # settings of this worker's own, for its next start
 
     def start(self) -> None:
         env = {
@@ -55,6 +57,7 @@ class Worker:
             "RAG_CELERY_QUEUE": self.queue,
             "RAG_INGEST_LEASE_SECONDS": str(LEASE_SECONDS),
             "RAG_TASK_VISIBILITY_TIMEOUT": "8",
+            **self.env,
         }
         if not settings.REDIS_URL:
             env["RAG_BROKER_DIR"] = str(settings.BROKER_DIR)
@@ -174,3 +177,21 @@ def test_a_document_whose_message_was_lost_is_sent_again_by_the_running_workers_
     wait_for(settled(document), 180, worker)
     assert Document.objects.get(pk=document.pk).state == Document.State.INDEXED
     assert "Took over 1 abandoned document(s)" in worker.log()
+
+
+def test_a_worker_retries_an_index_publish_while_another_process_holds_the_lock(worker):
+    knowledge_base = make_knowledge_base("pdfs")
+    document = add_file(knowledge_base, PDFS / "naacl06-shinyama.pdf")
+    services.enqueue_ingestion(document)
+    wait_for(settled(document), 180, worker)
+    worker.kill()
+    worker.env["RAG_LOCK_TIMEOUT"] = "1"
+    worker.start()
+    with knowledge_base_lock(knowledge_base.pk):  # this test process holds it
+        started = time.monotonic()
+        services.set_document_enabled(document, False)  # queues the publish on commit
+        assert time.monotonic() - started < 0.2
+        wait_for(lambda: "retry: Retry in 2s" in worker.log(), 120, worker)
+    wait_for(lambda: services.check_index(knowledge_base).problems == [], 60, worker)
+    knowledge_base.refresh_from_db()
+    assert len(services.loaded_index(knowledge_base).dense) == 0
