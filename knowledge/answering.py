@@ -19,7 +19,7 @@ from django.utils.translation import gettext, gettext_lazy
 from generation.citations import CitationRenumberer, check_citations
 from generation.client import CircuitBreaker, VllmClient
 from generation.errors import GenerationError
-from generation.extractive import ExtractiveGenerator
+from generation.extractive import EmbedFunction, ExtractiveGenerator
 from generation.judges import cached_embed
 from generation.prompts import (
     build_messages,
@@ -28,6 +28,7 @@ from generation.prompts import (
     heuristic_standalone_question,
     not_found_answer,
 )
+from retrieval.embedders import Embedder
 from retrieval.text import reply_language
 from retrieval.tokenize import Bm25Tokenizer
 from retrieval.types import Passage
@@ -136,11 +137,17 @@ def get_extractive_generator(knowledge_bases: Iterable[KnowledgeBase] = ()) -> E
 _BM25_TERMS = Bm25Tokenizer()
 
 
-@functools.cache
-def _sentence_embed(embedder) -> Callable[[list[str]], object]:
-    # One memory per embedder: passages come back question after question, and their sentences
-    # need not be embedded again (the embedding is most of an extractive answer's time).
-    return cached_embed(embedder.embed, max_texts=20_000)
+# One memory per embedder (embedders live as long as the process, services._load_embedder):
+# passages come back question after question, and their sentences need not be embedded again
+# (the embedding is most of an extractive answer's time).
+_sentence_embeds: dict[tuple[int, str], EmbedFunction] = {}
+
+
+def _sentence_embed(embedder: Embedder) -> EmbedFunction:
+    key = (id(embedder), embedder.name)
+    if key not in _sentence_embeds:
+        _sentence_embeds[key] = cached_embed(embedder.embed, max_texts=20_000)
+    return _sentence_embeds[key]
 
 
 def llm_model_for(knowledge_bases: Iterable[KnowledgeBase]) -> str:

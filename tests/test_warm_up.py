@@ -47,4 +47,3 @@ def test_a_web_worker_loads_the_model_as_it_starts(tmp_path):
     assert "all-MiniLM-L6-v2" in warm_log or "model" in warm_log
     assert cold > 1.0, f"loading the model took only {cold:.2f} s; the comparison shows nothing"
     assert warm < 0.5, f"the first embedding after warm-up took {warm:.2f} s (cold: {cold:.2f} s)"
-
