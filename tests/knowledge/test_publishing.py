@@ -222,3 +222,26 @@ def test_a_lock_timeout_in_a_request_is_a_503_with_retry_after(settings, eager_c
     assert services.search_passages([knowledge_base], QUERY) == []
     services.sync_index(knowledge_base)
     assert services.check_index(knowledge_base).problems == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("catalogues")
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [("zh-Hans", "知识库的索引正由另一个任务更新"), ("zh-Hant", "知識庫的索引正由另一個任務更新")],
+)
+def test_the_busy_answer_speaks_chinese(settings, eager_celery, language, words):
+    settings.RAG_LOCK_TIMEOUT = 0.05
+    owner = make_user("owner", is_staff=True)
+    knowledge_base = make_knowledge_base(members=[owner])
+    page_document, api_document = indexed(knowledge_base, "a.md"), indexed(knowledge_base, "b.md")
+    page = Client(headers={"accept-language": language})
+    page.force_login(owner)
+    with locked_by_another_process(knowledge_base):
+        answer = token_client(owner).delete(
+            f"/api/v1/documents/{api_document.pk}/", HTTP_ACCEPT_LANGUAGE=language
+        )
+        shown = page.post(reverse("knowledge:document_action", args=[page_document.pk, "delete"]))
+    assert answer.status_code == shown.status_code == 503
+    assert words in answer.json()["detail"] and answer.json()["code"] == "index_busy"
+    assert words in shown.content.decode()
