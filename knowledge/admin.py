@@ -203,6 +203,10 @@ class DocumentAdmin(ScopedAdmin):
     def delete_model(self, request, obj):
         services.delete_document(obj)
 
+    def delete_queryset(self, request, queryset):
+        """Django's "Delete selected" action: files too, and one publish per knowledge base."""
+        services.delete_documents(queryset)
+
 
 @admin.register(Chunk)
 class ChunkAdmin(ScopedAdmin):

@@ -8,6 +8,7 @@ import multiprocessing
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -245,3 +246,27 @@ def test_the_busy_answer_speaks_chinese(settings, eager_celery, language, words)
     assert answer.status_code == shown.status_code == 503
     assert words in answer.json()["detail"] and answer.json()["code"] == "index_busy"
     assert words in shown.content.decode()
+
+
+def test_the_admins_delete_selected_removes_files_and_publishes_once_per_knowledge_base(
+    django_capture_on_commit_callbacks, eager_celery
+):
+    root = Client()
+    root.force_login(make_user("root", is_staff=True, is_superuser=True))
+    first, second = make_knowledge_base("first"), make_knowledge_base("second")
+    documents = [indexed(first, "a.md"), indexed(first, "b.md"), indexed(second, "c.md")]
+    files = [document.file.path for document in documents]
+    form = {
+        "action": "delete_selected",
+        "_selected_action": [document.pk for document in documents],
+        "post": "yes",
+    }
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        response = root.post(reverse("admin:knowledge_document_changelist"), form)
+    assert response.status_code == 302
+    assert len(queued) == 2
+    assert not Document.objects.exists()
+    assert not any(Path(path).exists() for path in files)
+    for knowledge_base in (first, second):
+        assert index_ids(knowledge_base) == set()
+        assert services.check_index(knowledge_base).problems == []
