@@ -113,6 +113,9 @@ def test_a_chinese_question_over_a_traditional_document_streams_a_cited_chinese_
     text = answer.locator(".answer").inner_text()
     assert "每年享有十五天帶薪年假" in text
     assert citation.inner_text() == "[1]"
+    answer.locator(".feedback").wait_for()
+    assert answer.locator("button.regenerate").is_hidden()  # it would quote the same sentences
+    assert answer.locator(".regenerate-hint").inner_text().startswith("摘录式回答每次都相同")
     page.screenshot(path=str(artifacts_dir / "chat-zh-traditional-1280.png"), full_page=True)
 
     with page.context.expect_page() as opened:

@@ -234,10 +234,16 @@
     list.prepend(item);
   }
 
+  // Regenerating an extractive answer would quote the same sentences again: the last answer
+  // offers it only when a language model wrote it, and otherwise says how to get another.
   function showRegenerateOnLastAnswer() {
     const answers = transcript.querySelectorAll(".turn.assistant");
     answers.forEach((turn, index) => {
-      turn.querySelector("button.regenerate").hidden = index !== answers.length - 1;
+      const last = index === answers.length - 1;
+      const extractive = turn.dataset.mode === "extractive";
+      turn.querySelector("button.regenerate").hidden = !last || extractive;
+      const hint = turn.querySelector(".regenerate-hint");
+      if (hint) hint.hidden = !last || !extractive;
     });
   }
 
