@@ -59,7 +59,8 @@ class EvaluationQuestion:
     id: str
     question: str
     reference_answer: str | None = None
-    # Every accepted answer (CMRC 2018 has up to three annotators'); reference_answer is first.
+    # Short accepted answers (CMRC 2018 has up to three annotators'), for "reference stated";
+    # reference_answer is the first of them when they are given.
     reference_answers: list[str] = field(default_factory=list)
     reference_contexts: list[str] = field(default_factory=list)
     relevant_doc_ids: list[int] = field(default_factory=list)
@@ -92,8 +93,7 @@ def _parse_question(line: str, where: str) -> EvaluationQuestion:
             id=str(row.get("id", where.rsplit(":", 1)[1])),
             question=question,
             reference_answer=row.get("reference_answer") or None,
-            reference_answers=[str(a) for a in row.get("reference_answers") or [] if str(a)]
-            or ([str(row["reference_answer"])] if row.get("reference_answer") else []),
+            reference_answers=[str(a) for a in row.get("reference_answers") or [] if str(a)],
             reference_contexts=[str(c) for c in row.get("reference_contexts") or []],
             relevant_doc_ids=[int(i) for i in row.get("relevant_doc_ids") or []],
         )
@@ -249,8 +249,9 @@ def _correctness_row(answer: str, item: EvaluationQuestion, cited_documents=()) 
     reference = item.reference_answer
     if not reference:
         return row or None
+    if item.reference_answers:  # short spans (CMRC): is one of them stated word for word?
+        row["reference_stated"] = float(states_reference(answer, item.reference_answers))
     return row | {
-        "reference_stated": float(states_reference(answer, item.reference_answers or [reference])),
         "token_f1": max(token_f1(answer, ref) for ref in item.reference_answers or [reference]),
         "rouge_l": rouge_l(answer, reference),
         "embedding_similarity": embedding_similarity(
