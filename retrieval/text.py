@@ -32,6 +32,8 @@ CJK_RANGES = (
     "\uffa0-\uffdc\U00020000-\U0003134f"
 )
 _CJK_CHAR = re.compile(f"[{CJK_RANGES}]")
+# Chinese characters and the punctuation written with them (CJK symbols, full-width forms).
+_CHINESE_WRITING = re.compile(f"[{CJK_RANGES}\u3000-\u303f\uff00-\uffef]")
 _LATIN_WORD = re.compile(rf"[^\W{CJK_RANGES}]+")
 _LETTER = re.compile(r"[^\W\d_]")
 
@@ -204,10 +206,11 @@ def _blocks(text: str) -> list[str]:
 
 
 def _joined(lines: list[str]) -> str:
-    """Wrapped lines as one: a space between Latin words, none between Chinese characters."""
+    """Wrapped lines as one: a space between Latin words, none between Chinese characters or
+    after or before Chinese punctuation (、，。「 ...)."""
     text = lines[0]
     for line in lines[1:]:
-        glue = "" if _CJK_CHAR.match(text[-1:]) and _CJK_CHAR.match(line[:1]) else " "
+        glue = "" if _CHINESE_WRITING.match(text[-1:]) and _CHINESE_WRITING.match(line[:1]) else " "
         text += glue + line
     return text
 

@@ -112,3 +112,8 @@ def test_replies_follow_the_question_script():
 
 def test_chunks_may_end_at_chinese_sentence_punctuation():
     assert {"\u3002", "\uff01", "\uff1f", "\uff1b"} <= set(CHUNK_SEPARATORS)
+
+
+def test_a_line_wrapped_after_chinese_punctuation_joins_without_a_space():
+    text = "支持的格式有 PDF、Word（DOCX）、电子邮件（EML）、\n图片（PNG、JPEG）和纯文本。"
+    assert split_sentences(text) == [text.replace("\n", "")]
