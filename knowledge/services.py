@@ -47,6 +47,7 @@ from retrieval.parsing import parse_document
 from retrieval.rerank import Candidate, CrossEncoderReranker, NoReranker, Reranker, WindowReranker
 from retrieval.sparse import Bm25Index, present_idf
 from retrieval.store import IndexPair, IndexStore
+from retrieval.text import word_bigrams
 from retrieval.types import Attachment, Hit, Passage
 
 from . import metrics
@@ -954,9 +955,10 @@ def _load_reranker(name: str, embedding_model: str) -> Reranker:
 
 
 def warm_up() -> None:
-    """With RAG_WARM_UP, load the embedding model and the reranker and run each once, so that
-    a web worker's first question is as fast as the rest (rag_site/wsgi.py and asgi.py call
-    this as a worker starts); says in the log what it loaded and how long it took."""
+    """With RAG_WARM_UP, load the embedding model, the reranker and the Chinese word segmenter
+    and run each once, so that a web worker's first question is as fast as the rest
+    (rag_site/wsgi.py and asgi.py call this as a worker starts); says in the log what it loaded
+    and how long it took."""
     if not settings.RAG_WARM_UP:
         return
     started = time.perf_counter()
@@ -964,6 +966,7 @@ def warm_up() -> None:
     embedder.embed(["warm up"])
     reranker = get_reranker()
     reranker.rerank("warm up", [Candidate(0, "warm up", 0.0)], 1)
+    word_bigrams("预热")  # jieba reads its dictionary on first use
     logger.info(
         "Warmed up in %.1f s: embedding model %s, reranker %s (RAG_WARM_UP)",
         time.perf_counter() - started,
