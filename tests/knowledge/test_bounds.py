@@ -4,7 +4,6 @@ nothing is stored for a refused request."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -128,6 +127,6 @@ def test_the_chat_page_refuses_ids_beyond_the_database_keys(member, travel, fiel
     assert not Message.objects.exists()
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="only PostgreSQL refuses NUL in text")
+@pytest.mark.postgresql  # only PostgreSQL refuses NUL in text
 def test_on_postgresql_a_nul_character_is_a_400_not_a_database_error(client, travel):
     refused(chat(client, [{"role": "user", "content": "Flights?\x00"}]), "NUL")
