@@ -14,6 +14,8 @@ import nh3
 from django.utils.html import escape
 from markdown_it import MarkdownIt
 
+from retrieval.text import CJK_RANGES
+
 _renderer = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(
     ["table", "strikethrough"]
 )
@@ -38,6 +40,12 @@ _PLACEHOLDER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
 _TEMPLATE_TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.DOTALL)
 
 
+# A line break inside a Chinese paragraph is no word break: rendered as a space it would show
+# one between two characters ("电子邮件、 图片"), so it is dropped before rendering.
+_CHINESE = f"[{CJK_RANGES}\u3000-\u303f\uff00-\uffef]"
+_CHINESE_SOFT_BREAK = re.compile(f"(?<={_CHINESE})[ \t]*\n[ \t]*(?={_CHINESE})")
+
+
 def render_passage(text: str) -> str:
     """A passage of a document (a chunk, a source's preview) as sanitised HTML: its Markdown
     rendered, template tags left out; markers like [1] in it stay plain text."""
@@ -48,7 +56,7 @@ def render_markdown(text: str, citation_urls: Mapping[int, str] | None = None) -
     """Render an answer as sanitised HTML; markers [n] (or [1, 2]) whose n is in citation_urls
     become links to those URLs, other markers stay plain text."""
     urls = dict(citation_urls or {})
-    text = text.replace(_OPEN, "").replace(_CLOSE, "")
+    text = _CHINESE_SOFT_BREAK.sub("", text.replace(_OPEN, "").replace(_CLOSE, ""))
     text = _MARKER.sub(lambda match: _mark_citations(match, urls), text)
     html = nh3.clean(
         _renderer.render(text),

@@ -49,3 +49,11 @@ def test_a_passage_drops_template_tags_and_renders_its_markdown():
     assert "<strong>queued</strong>" in html and "<code>ingest</code>" in html
     assert "{%" not in html and "{{" not in html and "**" not in html
     assert "<img" not in html and "[2]" in html and "<a" not in html
+
+
+def test_a_line_break_inside_a_chinese_paragraph_shows_no_space():
+    from knowledge.markdown import render_passage
+
+    html = render_passage("支持电子邮件（EML）、\n图片和纯文本。\n\n第二段。")
+    assert "支持电子邮件（EML）、图片和纯文本。" in html
+    assert html.count("<p>") == 2  # paragraphs stay apart

@@ -180,8 +180,12 @@
     rememberConversation(data.conversation);
     showRegenerateOnLastAnswer();
     const timings = data.timings || {};
-    const seconds = (timings.total_ms / 1000).toFixed(1);
-    setStatus(timings.total_ms ? interpolate(gettext("Answered in %s s."), [seconds]) : "");
+    const ms = timings.total_ms;
+    const took =
+      ms >= 1000
+        ? interpolate(gettext("Answered in %s s."), [(ms / 1000).toFixed(1)])
+        : interpolate(gettext("Answered in %s ms."), [ms]);
+    setStatus(ms ? took : "");
   }
 
   function showSources(turn, citations) {
