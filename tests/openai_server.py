@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -49,6 +50,15 @@ class Reply:
     finish_reason: str = "stop"
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up (a reader who closes the tab, a test that stops reading a stream)
+    is part of the protocol, not an error worth a traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class OpenAIServer:
     """The test server; start() (or `with`) binds 127.0.0.1 on a free port."""
 
@@ -61,7 +71,7 @@ class OpenAIServer:
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._httpd = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
