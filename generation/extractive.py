@@ -184,6 +184,8 @@ class ExtractiveGenerator:
         self.embed_candidates = embed_candidates
         self.min_words = min_words
         self.max_chars = max_chars
+        # Question and function words, as the analysis spells them: taken once, not per question.
+        self._stop_terms = frozenset(self.terms(" ".join(ENGLISH_QUESTION_WORDS)))
 
     def answer(self, question: str, passages: Sequence[Passage]) -> ExtractiveAnswer:
         """The answer to question from passages numbered [1]..[n] in the order given."""
@@ -230,9 +232,13 @@ class ExtractiveGenerator:
                 candidates, partial, similarity, coverage, news, strict=True
             )
         ]
-        return self._chosen(scored, self.threshold if w_sim > 0 else self.lexical_threshold)
+        threshold = self.threshold if w_sim > 0 else self.lexical_threshold
+        content = {c.text: c.terms - self._stop_terms for c in candidates}
+        return self._chosen(scored, threshold, content)
 
-    def _chosen(self, scored: list[ScoredSentence], threshold: float) -> list[ScoredSentence]:
+    def _chosen(
+        self, scored: list[ScoredSentence], threshold: float, content: dict[str, frozenset[str]]
+    ) -> list[ScoredSentence]:
         """The best sentences by score whose relevance clears the threshold (rank and answer
         type choose between relevant sentences; they never make an irrelevant one relevant)."""
         scored.sort(key=lambda s: s.score, reverse=True)
@@ -243,14 +249,13 @@ class ExtractiveGenerator:
                 break
             if sentence.relevance < threshold:
                 continue
-            if not any(near_duplicate(sentence.text, c.text, self.terms) for c in chosen):
+            if not any(near_duplicate(content[sentence.text], content[c.text]) for c in chosen):
                 chosen.append(sentence)
         return chosen
 
     def _question_terms(self, question: str) -> frozenset[str]:
         stripped = _QUESTION_WORDS.sub(" ", question)
-        stop = set(self.terms(" ".join(ENGLISH_QUESTION_WORDS)))
-        terms = [t for t in self.terms(stripped) if t not in stop]
+        terms = [t for t in self.terms(stripped) if t not in self._stop_terms]
         if has_cjk(stripped):
             inside = word_bigrams(stripped)
             terms = [t for t in terms if not has_cjk(t) or len(t) == 1 or t in inside] or terms
@@ -364,15 +369,9 @@ def _without_table_rows(text: str) -> str:
     return "\n".join(line for line in text.split("\n") if line.count("|") < _TABLE_BARS)
 
 
-def content_terms(text: str, terms: TermsFunction) -> set[str]:
-    """The BM25 terms of text less English question and function words."""
-    stop = set(terms(" ".join(ENGLISH_QUESTION_WORDS)))
-    return {t for t in terms(text) if t not in stop}
-
-
-def near_duplicate(a: str, b: str, terms: TermsFunction) -> bool:
-    """Whether two sentences share more than 80% of the shorter one's terms."""
-    terms_a, terms_b = content_terms(a, terms), content_terms(b, terms)
+def near_duplicate(terms_a: frozenset[str], terms_b: frozenset[str]) -> bool:
+    """Whether two sentences, given as their content terms, share more than 80% of the shorter
+    one's terms."""
     if not terms_a or not terms_b:
         return False
     return len(terms_a & terms_b) / min(len(terms_a), len(terms_b)) > 0.8
