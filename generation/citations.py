@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from retrieval.text import split_sentences, word_count
 from retrieval.types import Passage
 
-__all__ = ["split_sentences"]  # re-exported: callers found it here first
-
 # A range wider than this is not a citation the model meant; it is cut at this many numbers.
 MAX_RANGE = 50
 # Sentences shorter than this many words (headings, "In short:") are not reported as uncited.

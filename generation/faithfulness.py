@@ -20,9 +20,9 @@ from typing import Protocol
 
 import numpy as np
 
-from retrieval.text import CJK_RANGES, fold, has_cjk, word_count
+from retrieval.text import CJK_RANGES, fold, has_cjk, split_sentences, word_count
 
-from .citations import find_citations, split_sentences
+from .citations import find_citations
 
 EmbedFunction = Callable[[Sequence[str]], np.ndarray]
 

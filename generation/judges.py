@@ -16,9 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 import Stemmer
 
-from retrieval.text import words
+from retrieval.text import split_sentences, words
 
-from .citations import split_sentences
 from .errors import GenerationError
 from .faithfulness import EmbedFunction, Verdict, is_abstention, split_claims
 

@@ -14,8 +14,6 @@ import Stemmer
 
 from .text import CJK_RANGES, cjk_bigrams, fold
 
-__all__ = ["Bm25Tokenizer", "cjk_bigrams"]
-
 # Lucene's English stop words (the list bm25s calls "en"); short on purpose, because a long list
 # removes words that matter in questions ("not", "between", "only").
 ENGLISH_STOPWORDS = frozenset(

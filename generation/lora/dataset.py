@@ -16,9 +16,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from generation.citations import parse_marker, split_sentences
+from generation.citations import parse_marker
 from generation.prompts import build_messages, format_source
-from retrieval.text import has_cjk, words
+from retrieval.text import has_cjk, split_sentences, words
 from retrieval.types import Passage
 
 from .errors import TrainingDataError

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from generation.citations import check_citations, find_citations, split_sentences
+from generation.citations import check_citations, find_citations
+from retrieval.text import split_sentences
 from retrieval.types import Passage
 
 PASSAGES = [

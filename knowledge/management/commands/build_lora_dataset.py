@@ -13,7 +13,6 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from generation.citations import split_sentences
 from generation.errors import GenerationError, GenerationUnavailableError
 from generation.lora.dataset import (
     add_marker,
@@ -30,6 +29,7 @@ from generation.lora.errors import TrainingDataError
 from generation.prompts import NOT_FOUND_ANSWER
 from knowledge import answering, services
 from knowledge.models import Feedback, KnowledgeBase, Message
+from retrieval.text import split_sentences
 from retrieval.types import Hit, Passage
 
 # LLM calls cost time and money: without --limit, at most this many generated questions.
