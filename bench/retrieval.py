@@ -39,8 +39,8 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if sys.path and Path(sys.path[0] or ".").resolve() == REPO_ROOT / "bench":
     sys.path[0] = str(REPO_ROOT)
 
+from bench.peers import peer_systems  # noqa: E402
+from retrieval.chunking import chunk_sections  # noqa: E402
 from retrieval.dense import FaissIndex  # noqa: E402
 from retrieval.embedders import SentenceTransformerEmbedder  # noqa: E402
 from retrieval.hybrid import HybridRetriever  # noqa: E402
@@ -60,10 +62,12 @@ from retrieval.metrics import mrr_at_k, ndcg_at_k, recall_at_k  # noqa: E402
 from retrieval.rerank import Candidate, CrossEncoderReranker, Reranker, WindowReranker  # noqa: E402
 from retrieval.sparse import Bm25Index  # noqa: E402
 from retrieval.tokenize import Bm25Tokenizer  # noqa: E402
+from retrieval.types import Hit, Section  # noqa: E402
 
 TOP_K = 100  # hits kept per query: Recall@100 needs them
 WARM_UP_QUERIES = 5  # run untimed first: the first calls into torch and BM25 are slower
 CACHE_DIR = REPO_ROOT / "var" / "bench-cache"
+LOAD: dict[str, tuple[float, float, float]] = {}  # load averages before and after querying
 CACHED_NOTE = " (vectors read from var/bench-cache: the time is that of the run that made them)"
 Ranker = Callable[[str], list[str]]  # query text -> document ids, best first
 
@@ -83,6 +87,8 @@ class Dataset:
     qrels: dict[str, dict[str, int]]  # query id -> doc id -> grade
     full_documents: int
     full_queries: int
+    titles: dict[str, str] = field(default_factory=dict)  # doc id -> title ("" when none)
+    bodies: dict[str, str] = field(default_factory=dict)  # doc id -> text without the title
 
     @property
     def is_subset(self) -> bool:
@@ -94,6 +100,7 @@ class SystemResult:
     """Quality and speed of one system over the test queries."""
 
     ndcg_at_10: float
+    ndcg_held_out: float  # nDCG@10 over the held-out half of the queries (`is_held_out`)
     recall_at_100: float
     mrr_at_10: float
     build_s: float
@@ -128,14 +135,33 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
 
 def load_beir(directory: Path) -> Dataset:
     """Read corpus.jsonl, queries.jsonl and qrels/test.tsv; keep queries that have judgements."""
-    documents = {
-        row["_id"]: f"{row.get('title', '')} {row['text']}".strip()
-        for row in read_jsonl(directory / "corpus.jsonl")
-    }
+    rows = read_jsonl(directory / "corpus.jsonl")
+    titles = {row["_id"]: (row.get("title") or "").strip() for row in rows}
+    bodies = {row["_id"]: row["text"].strip() for row in rows}
+    documents = {doc_id: f"{titles[doc_id]} {bodies[doc_id]}".strip() for doc_id in titles}
     qrels = read_qrels(directory / "qrels" / "test.tsv")
     texts = {row["_id"]: row["text"] for row in read_jsonl(directory / "queries.jsonl")}
     queries = {query_id: texts[query_id] for query_id in qrels}
-    return Dataset(directory.name, documents, queries, qrels, len(documents), len(queries))
+    full = (len(documents), len(queries))
+    return Dataset(directory.name, documents, queries, qrels, *full, titles, bodies)
+
+
+def is_held_out(query_id: str) -> bool:
+    """Whether a query belongs to the held-out half: a fixed hash of its id, so the split is
+    the same in every run and on every machine. The other half, the development split, is the
+    only one tuning looks at (bench/tune.py); the held-out half is reported, never tuned on."""
+    return hashlib.sha256(f"split\n{query_id}".encode()).digest()[0] % 2 == 1
+
+
+def query_split(dataset: Dataset, part: str) -> Dataset:
+    """The dataset with only the queries of one part: "dev", "held-out" or "all"."""
+    if part == "all":
+        return dataset
+    if part not in ("dev", "held-out"):
+        raise ValueError(f"Unknown query split {part!r}: all, dev or held-out.")
+    wanted = part == "held-out"
+    queries = {q: text for q, text in dataset.queries.items() if is_held_out(q) == wanted}
+    return replace(dataset, queries=queries, qrels={q: dataset.qrels[q] for q in queries})
 
 
 def subset(dataset: Dataset, limit_docs: int | None, limit_queries: int | None) -> Dataset:
@@ -155,9 +181,10 @@ def subset(dataset: Dataset, limit_docs: int | None, limit_queries: int | None) 
         log(f"Keeping all {len(wanted):,} documents relevant to the chosen queries")
     documents = {doc_id: text for doc_id, text in dataset.documents.items() if doc_id in wanted}
     queries = {query_id: dataset.queries[query_id] for query_id in query_ids}
-    return Dataset(
-        dataset.name, documents, queries, qrels, dataset.full_documents, dataset.full_queries
-    )
+    titles = {doc_id: dataset.titles.get(doc_id, "") for doc_id in documents}
+    bodies = {doc_id: dataset.bodies.get(doc_id, text) for doc_id, text in documents.items()}
+    full = (dataset.full_documents, dataset.full_queries)
+    return Dataset(dataset.name, documents, queries, qrels, *full, titles, bodies)
 
 
 def default_model() -> str:
@@ -201,12 +228,15 @@ def run_interleaved(
             systems[name].ranker(text)
     rankings: dict[str, dict[str, list[str]]] = {name: {} for name in names}
     latencies: dict[str, list[float]] = {name: [] for name in names}
+    peak = 0.0
     for turn, (query_id, text) in enumerate(queries.items()):
+        peak = max(peak, os.getloadavg()[0])
         for name in names[turn % len(names) :] + names[: turn % len(names)]:
             start = time.perf_counter()
             ranking = systems[name].ranker(text)
             latencies[name].append((time.perf_counter() - start) * 1000)
             rankings[name][query_id] = ranking[:TOP_K]
+    LOAD["peak"] = (round(peak, 2),) * 3
     return rankings, latencies
 
 
@@ -215,13 +245,17 @@ def scored(
 ) -> SystemResult:
     """Mean quality over the judged queries, and latency percentiles."""
 
-    def mean(metric: Callable[[list[str], dict[str, int], int], float], k: int) -> float:
-        judged = dataset.qrels.items()
-        return float(np.mean([metric(rankings[q], relevance, k) for q, relevance in judged]))
+    def mean(
+        metric: Callable[[list[str], dict[str, int], int], float], k: int, part: str = "all"
+    ) -> float:
+        judged = query_split(dataset, part).qrels.items()
+        values = [metric(rankings[q], relevance, k) for q, relevance in judged]
+        return float(np.mean(values)) if values else float("nan")
 
     p50, p95 = np.percentile(latencies, [50, 95])
     return SystemResult(
         ndcg_at_10=mean(ndcg_at_k, 10),
+        ndcg_held_out=mean(ndcg_at_k, 10, "held-out"),
         recall_at_100=mean(recall_at_k, 100),
         mrr_at_10=mean(mrr_at_k, 10),
         build_s=system.build_s,
@@ -231,10 +265,18 @@ def scored(
     )
 
 
+def load_average() -> tuple[float, float, float]:
+    """The machine's load averages over 1, 5 and 15 minutes (what else was running)."""
+    one, five, fifteen = os.getloadavg()
+    return round(one, 2), round(five, 2), round(fifteen, 2)
+
+
 def measure(dataset: Dataset, systems: dict[str, System]) -> dict[str, SystemResult]:
     """Run and score every system."""
     log(f"Querying {', '.join(systems)} ({len(dataset.queries):,} queries each, interleaved)")
+    LOAD["before"] = load_average()
     rankings, latencies = run_interleaved(systems, dataset.queries)
+    LOAD["after"] = load_average()
     return {
         name: scored(dataset, system, rankings[name], latencies[name])
         for name, system in systems.items()
@@ -360,6 +402,154 @@ def hybrid_system(
     return System(hybrid, build_s, note)
 
 
+# --- Our default: documents searched as passages -------------------------------------------------
+
+# The product's retrieval defaults (rag_site/settings.py: RAG_CHUNK_TOKENS, RAG_CHUNK_OVERLAP,
+# RAG_FUSION, RAG_FUSION_DENSE_WEIGHT; HybridRetriever's normalisation; Bm25Index() as
+# knowledge/services.py builds it). tests/test_bench_retrieval.py checks that they agree.
+PRODUCT_CHUNK_TOKENS = 200
+PRODUCT_CHUNK_OVERLAP = 40
+PRODUCT_FUSION = "weighted"
+PRODUCT_DENSE_WEIGHT = 0.5
+PRODUCT_NORMALISATION = "minmax"
+PASSAGE_HITS = 2 * TOP_K  # passages fetched per query, so that about TOP_K documents remain
+
+
+@dataclass
+class Passages:
+    """Documents cut into passages: passage i is texts[i], from document doc_ids[owner[i]]."""
+
+    texts: list[str]
+    owner: np.ndarray  # passage -> index of its document in doc_ids
+    doc_ids: list[str]
+
+
+def passages_of(
+    dataset: Dataset,
+    embedder: SentenceTransformerEmbedder,
+    chunk_tokens: int = PRODUCT_CHUNK_TOKENS,
+    overlap_tokens: int = PRODUCT_CHUNK_OVERLAP,
+    title_every_passage: bool = False,
+) -> Passages:
+    """Cut every document into the product's chunks (retrieval.chunking.chunk_sections).
+
+    A document is what `manage.py import_eval_dataset` stores: its title, a blank line, its text,
+    one section. With title_every_passage, passages after the first start with the title too.
+    """
+    texts: list[str] = []
+    owner: list[int] = []
+    doc_ids = list(dataset.documents)
+    for index, doc_id in enumerate(doc_ids):
+        title, body = dataset.titles.get(doc_id, ""), dataset.bodies.get(doc_id, "")
+        full = f"{title}\n\n{body}".strip() if body else dataset.documents[doc_id]
+        chunks = chunk_sections(
+            [Section(full)],
+            embedder.count_tokens,
+            embedder.split_tokens,
+            chunk_tokens,
+            overlap_tokens,
+            embedder.max_tokens,
+        )
+        for number, chunk in enumerate(chunks):
+            text = chunk.text
+            if title_every_passage and number and title and not text.startswith(title):
+                text = f"{title}\n\n{text}"
+            texts.append(text)
+            owner.append(index)
+    return Passages(texts, np.asarray(owner, dtype=np.int64), doc_ids)
+
+
+def documents_by_best_passage(
+    hits: Sequence[Hit], owner: np.ndarray, doc_ids: Sequence[str], k: int = TOP_K
+) -> list[str]:
+    """Document ids ranked by the score of their best passage among hits, best first.
+
+    Ties keep the order of hits (sorted best first, as every index and fusion returns them).
+    """
+    best: dict[int, float] = {}
+    for hit in hits:
+        document = int(owner[hit.chunk_id])
+        if hit.score > best.get(document, -np.inf):
+            best[document] = hit.score
+    ordered = sorted(best, key=lambda document: -best[document])  # stable: ties keep hit order
+    return [doc_ids[document] for document in ordered[:k]]
+
+
+@dataclass
+class PassageIndexes:
+    """Our two indexes over the passages of the dataset, and what they took to build."""
+
+    passages: Passages
+    vectors: np.ndarray
+    sparse: Bm25Index
+    dense: FaissIndex
+    build_s: float  # chunking, embedding and both indexes
+    embeddings_cached: bool
+
+
+def build_passage_indexes(
+    dataset: Dataset,
+    embedder: SentenceTransformerEmbedder,
+    title_every_passage: bool = False,
+    k1: float | None = None,
+    b: float | None = None,
+) -> PassageIndexes:
+    """Chunk, embed (or read the cached vectors) and index the passages of every document."""
+    passages, chunk_s = timed(
+        lambda: passages_of(dataset, embedder, title_every_passage=title_every_passage)
+    )
+    log(f"  {len(passages.texts):,} passages from {len(passages.doc_ids):,} documents")
+    path = cache_path(embedder.name, passages.texts, "passages")
+    vectors, embed_s, cached = cached_vectors(
+        path, lambda: embedder.embed(passages.texts), use_cache=True
+    )
+    ids = np.arange(len(passages.texts))
+    bm25 = {key: value for key, value in (("k1", k1), ("b", b)) if value is not None}
+    sparse = Bm25Index(Bm25Tokenizer(), **bm25)
+    _, sparse_s = timed(lambda: sparse.add(ids, passages.texts))
+    dense = FaissIndex(embedder.dimension)
+    _, dense_s = timed(lambda: dense.add(ids, vectors))
+    build_s = chunk_s + embed_s + sparse_s + dense_s
+    return PassageIndexes(passages, vectors, sparse, dense, build_s, cached)
+
+
+def passage_retriever(
+    embedder: SentenceTransformerEmbedder,
+    indexes: PassageIndexes,
+    fusion: str = PRODUCT_FUSION,
+    dense_weight: float = PRODUCT_DENSE_WEIGHT,
+) -> HybridRetriever:
+    """A HybridRetriever over the passage indexes, as the product builds one."""
+    pair = (indexes.dense, indexes.sparse)
+    return HybridRetriever(
+        embedder,
+        [pair],
+        depth=PASSAGE_HITS,
+        fusion=fusion,
+        dense_weight=dense_weight,
+        normalisation=PRODUCT_NORMALISATION,
+    )
+
+
+def passage_system(
+    embedder: SentenceTransformerEmbedder, indexes: PassageIndexes, fusion: str = PRODUCT_FUSION
+) -> System:
+    """Documents ranked by their best passage under our hybrid search."""
+    retriever = passage_retriever(embedder, indexes, fusion)
+    owner, doc_ids = indexes.passages.owner, indexes.passages.doc_ids
+
+    def ranked(query: str) -> list[str]:
+        return documents_by_best_passage(retriever.search(query, PASSAGE_HITS), owner, doc_ids)
+
+    passages = len(indexes.passages.texts)
+    note = (
+        f"{passages:,} passages of at most {PRODUCT_CHUNK_TOKENS} tokens, document = best passage"
+    )
+    if indexes.embeddings_cached:
+        note += "; passage vectors from var/bench-cache"
+    return System(ranked, indexes.build_s, note)
+
+
 # --- Reranking -----------------------------------------------------------------------------------
 
 
@@ -459,6 +649,13 @@ def vector_agreement(embeddings: Any, texts: list[str], ours: np.ndarray) -> flo
     return float(np.min(np.sum(theirs * ours, axis=1)))
 
 
+def known_vectors(indexes: OurIndexes, passages: PassageIndexes) -> dict[str, np.ndarray]:
+    """Our vectors by text (documents and passages): the peers reuse them for identical texts."""
+    known = dict(zip(indexes.texts, indexes.vectors, strict=True))
+    known.update(zip(passages.passages.texts, passages.vectors, strict=True))
+    return known
+
+
 # --- Output --------------------------------------------------------------------------------------
 
 
@@ -479,6 +676,7 @@ def run_facts(dataset: Dataset, model: str, indexes: OurIndexes) -> dict[str, ob
         "cpus": os.cpu_count(),
         "faiss_threads": faiss.omp_get_max_threads(),
         "python": platform.python_version(),
+        "load_average": dict(LOAD),
     }
 
 
@@ -497,14 +695,23 @@ def print_table(facts: dict[str, object], results: dict[str, SystemResult]) -> N
     )
     print(f"{facts['cpus']} CPUs, FAISS threads {facts['faiss_threads']}, top {facts['top_k']}")
     print()
-    header = ("system", "nDCG@10", "Recall@100", "MRR@10", "build s", "p50 ms", "p95 ms")
-    print("{:<20}{:>9}{:>12}{:>9}{:>10}{:>9}{:>9}".format(*header))
+    load = facts["load_average"]
+    assert isinstance(load, dict)
+    print(
+        "load average (1, 5, 15 min): before querying {}, after {}; highest 1-min load while "
+        "querying {}".format(load.get("before"), load.get("after"), load.get("peak", ("?",))[0])
+    )
+    print()
+    width = max(24, *(len(name) + 2 for name in results))
+    header = ("nDCG@10", "held-out", "Recall@100", "MRR@10", "build s", "p50 ms", "p95 ms")
+    print(f"{'system':<{width}}" + "{:>9}{:>10}{:>12}{:>9}{:>10}{:>9}{:>9}".format(*header))
     for name, result in results.items():
-        row = (result.ndcg_at_10, result.recall_at_100, result.mrr_at_10)
+        row = (result.ndcg_at_10, result.ndcg_held_out, result.recall_at_100, result.mrr_at_10)
         timing = (result.build_s, result.p50_ms, result.p95_ms)
-        print(f"{name:<20}{row[0]:>9.3f}{row[1]:>12.3f}{row[2]:>9.3f}", end="")
+        print(f"{name:<{width}}{row[0]:>9.3f}{row[1]:>10.3f}{row[2]:>12.3f}{row[3]:>9.3f}", end="")
         print(f"{timing[0]:>10.2f}{timing[1]:>9.2f}{timing[2]:>9.2f}")
     print()
+    print("held-out: nDCG@10 over the half of the queries that tuning never sees (is_held_out)")
     for name, result in results.items():
         if result.note:
             print(f"{name}: {result.note}")
@@ -519,6 +726,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limit-queries", type=int, help="use the first N test queries")
     parser.add_argument("--model", help="embedding model folder (default: the packaged MiniLM)")
     parser.add_argument("--skip-langchain", action="store_true", help="leave LangChain out")
+    parser.add_argument("--skip-llamaindex", action="store_true", help="leave LlamaIndex out")
+    parser.add_argument("--skip-haystack", action="store_true", help="leave Haystack out")
+    parser.add_argument(
+        "--queries",
+        choices=("all", "dev", "held-out"),
+        default="all",
+        help="the test queries to run: all (default), the development half or the held-out half",
+    )
     parser.add_argument(
         "--reranker", help="cross-encoder folder or name (default: the window reranker)"
     )
@@ -546,15 +761,30 @@ def main(argv: list[str] | None = None) -> None:
         faiss.omp_set_num_threads(options.faiss_threads)
     model = options.model or default_model()
     dataset = subset(load_beir(options.beir), options.limit_docs, options.limit_queries)
+    dataset = query_split(dataset, options.queries)
     log(f"{len(dataset.documents):,} documents, {len(dataset.queries):,} queries; loading {model}")
     embedder = SentenceTransformerEmbedder(model, threads=options.torch_threads)
     embedder.embed(["warm up"])
+    log("Cutting the documents into passages (the product's chunking) and indexing them")
+    passages = build_passage_indexes(dataset, embedder)
+    systems = {
+        "ours-default": passage_system(embedder, passages),
+        "ours-passages-rrf": passage_system(embedder, passages, "rrf"),
+    }
     indexes = build_ours(dataset, embedder)
-    systems = our_systems(dataset, embedder, indexes)
+    for name, system in our_systems(dataset, embedder, indexes).items():
+        systems[f"doc-{name}"] = system
     if not options.skip_rerank:
-        systems["hybrid+rerank"] = rerank_system(dataset, embedder, indexes, options)
+        systems["doc-hybrid+rerank"] = rerank_system(dataset, embedder, indexes, options)
     if not options.skip_langchain:
-        systems["langchain-ensemble"] = langchain_system(dataset, model, indexes)
+        try:
+            systems["langchain-ensemble"] = langchain_system(dataset, model, indexes)
+        except ImportError as error:
+            log(f"Skipping LangChain: {error} (install the bench-peers extra, bench/README.md)")
+    vectors = known_vectors(indexes, passages)
+    peers = peer_systems(dataset.documents, model, vectors, indexes.embed_s, options, log, TOP_K)
+    for name, (ranker, build_s, note) in peers.items():
+        systems[name] = System(ranker, build_s, note)
     results = measure(dataset, systems)
     facts = run_facts(dataset, model, indexes)
     if options.json:

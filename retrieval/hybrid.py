@@ -14,6 +14,7 @@ from .text import language_of
 from .types import Hit
 
 FUSIONS = ("rrf", "weighted")
+NORMALISATIONS = ("minmax", "zscore")
 
 
 class HybridRetriever:
@@ -33,6 +34,8 @@ class HybridRetriever:
         fusion: "rrf" (reciprocal rank fusion, constant `rrf_k`) or "weighted" (min-max
             normalised scores, dense weighted `dense_weight` and BM25 1 - `dense_weight`).
         dense_weight: weight of the dense ranking in [0, 1]; used by "weighted" only.
+        normalisation: how "weighted" puts each ranking's scores on one scale before adding
+            them: "minmax" or "zscore" (`fusion.weighted_fusion`).
         rrf_k: the reciprocal rank fusion constant, >= 0; used by "rrf" only.
         uncovered_dense_weight: the dense weight for a query in a language the embedder does
             not cover (`embedder.languages`; "zh" for a mostly Chinese query, else "en"). At 0,
@@ -59,9 +62,13 @@ class HybridRetriever:
         dense_weight: float = 0.5,
         rrf_k: int = RRF_K,
         uncovered_dense_weight: float = 0.0,
+        normalisation: str = "minmax",
     ) -> None:
         if fusion not in FUSIONS:
             raise ValueError(f"Unknown fusion {fusion!r}; known: {', '.join(FUSIONS)}.")
+        if normalisation not in NORMALISATIONS:
+            known = ", ".join(NORMALISATIONS)
+            raise ValueError(f"Unknown normalisation {normalisation!r}; known: {known}.")
         if depth < 1:
             raise ValueError(f"The depth must be at least 1, got {depth}.")
         for weight in (dense_weight, uncovered_dense_weight):
@@ -76,6 +83,7 @@ class HybridRetriever:
         self.dense_weight = dense_weight
         self.rrf_k = rrf_k
         self.uncovered_dense_weight = uncovered_dense_weight
+        self.normalisation = normalisation
 
     def search(self, query: str, k: int = 10) -> list[Hit]:
         """Return the k best chunks for a query, best first, with fused scores."""
@@ -122,7 +130,7 @@ class HybridRetriever:
         if self.fusion == "rrf":
             return reciprocal_rank_fusion(rankings, k=self.rrf_k)
         weight = self.dense_weight if dense_weight is None else dense_weight
-        return weighted_fusion(rankings, [weight, 1.0 - weight])
+        return weighted_fusion(rankings, [weight, 1.0 - weight], self.normalisation)
 
 
 def _merged(rankings: Sequence[Sequence[Hit]], depth: int) -> list[Hit]:
