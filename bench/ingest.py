@@ -6,7 +6,7 @@ Usage: python bench/ingest.py [--json] [--backend torch|onnx|onnx-int8] [--pdfs 
 
 Three systems ingest the same inputs in one run on one machine:
 
-- ours: knowledge.services.add_document() then ingest_document() per file, the path a Celery
+- ours: knowledge.uploads.add_document() then ingest_document() per file, the path a Celery
   worker takes (parse, chunk, embed, store the chunks, publish the FAISS and BM25 indexes);
 - bare embedding: the embedding model alone, on the same backend as our pipeline (--backend,
   default RAG_EMBEDDING_BACKEND), on exactly the chunk texts our pipeline stored, one call per
@@ -274,10 +274,10 @@ def collect_inputs(args: argparse.Namespace, data_dir: Path) -> dict[str, list[P
 def warm_up_embedder():
     """Load our embedding model (exporting it first for ONNX) and run it once, so no timing
     includes the load; return it with the seconds the load took."""
-    from knowledge import services
+    from knowledge import components
 
     start = time.perf_counter()
-    embedder = services.get_embedder()
+    embedder = components.get_embedder()
     embedder.embed(["warm up"])
     return embedder, time.perf_counter() - start
 
@@ -286,11 +286,11 @@ def reference_embedder(embedder):
     """The PyTorch fp32 model, warm, when our pipeline runs another backend; None otherwise."""
     from django.conf import settings
 
-    from knowledge import services
+    from knowledge import components
 
     if settings.RAG_EMBEDDING_BACKEND == "torch" or embedder.name.startswith("hashing"):
         return None
-    reference = services.EMBEDDING_BACKENDS["torch"](settings.RAG_EMBEDDING_MODEL)
+    reference = components.EMBEDDING_BACKENDS["torch"](settings.RAG_EMBEDDING_MODEL)
     reference.embed(["warm up"])
     return reference
 
@@ -360,15 +360,16 @@ def embed_alone(document_id: int, embedder, bare: Measurement) -> None:
 
 def ingest_one(knowledge_base, path: Path, measurement: Measurement) -> int | None:
     """Ingest one file; return its document id when indexed, record why it failed otherwise."""
-    from knowledge import services
+    from knowledge import ingestion, uploads
+    from knowledge.errors import UploadRejectedError
     from knowledge.models import Document
 
     log(f"ours: {path.name}")
     try:
         with path.open("rb") as handle:
-            document = services.add_document(knowledge_base, path.name, handle).document
-        document = services.ingest_document(document.pk) or document
-    except services.UploadRejectedError as error:
+            document = uploads.add_document(knowledge_base, path.name, handle).document
+        document = ingestion.ingest_document(document.pk) or document
+    except UploadRejectedError as error:
         return record_failure(measurement, path, f"UploadRejectedError: {error}")
     except Exception as error:  # a crash in our code: show it, do not hide it
         log(traceback.format_exc())

@@ -2,7 +2,7 @@
 conversations with their feedback (read-only).
 
 A staff member sees and chooses only what belongs to the knowledge bases it manages
-(services.manageable_knowledge_bases), as on the pages and in the API; superusers see all.
+(KnowledgeBase.objects.manageable_by), as on the pages and in the API; superusers see all.
 """
 
 from django import forms
@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils.html import format_html
 
-from . import services
+from . import dispatch, documents, uploads
 from .forms import upload_problem
 from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
 from .security import AdminLoginForm
@@ -20,7 +20,7 @@ admin.site.login_form = AdminLoginForm  # says when a sign-in is locked out
 
 
 def managed(request) -> QuerySet[KnowledgeBase]:
-    return services.manageable_knowledge_bases(request.user)
+    return KnowledgeBase.objects.manageable_by(request.user)
 
 
 class ScopedAdmin(admin.ModelAdmin):
@@ -165,7 +165,7 @@ class DocumentAdmin(ScopedAdmin):
             return super().save_model(request, obj, form, change)
         # The form has refused empty and oversized files, so the service stores this one.
         upload = form.cleaned_data["file"]
-        stored = services.add_document(
+        stored = uploads.add_document(
             form.cleaned_data["knowledge_base"],
             upload.name,
             upload,
@@ -173,7 +173,7 @@ class DocumentAdmin(ScopedAdmin):
             password=form.cleaned_data.get("password", ""),
         )
         if stored.document.state == Document.State.QUEUED:
-            services.enqueue_ingestion(stored.document)
+            dispatch.enqueue_ingestion(stored.document)
         if not stored.created:
             messages.warning(request, f"The same file is already there as {stored.document}.")
         obj.pk = stored.document.pk
@@ -182,30 +182,30 @@ class DocumentAdmin(ScopedAdmin):
     @admin.action(description="Re-index selected documents")
     def reindex(self, request, queryset):
         for document in queryset:
-            services.reindex_document(document)
+            documents.queue_reindex(document)
         messages.success(request, f"Queued {queryset.count()} document(s) for re-indexing.")
 
     @admin.action(description="Disable selected documents")
     def disable(self, request, queryset):
-        changed = services.set_documents_enabled(queryset, False)
+        changed = documents.set_documents_enabled(queryset, False)
         messages.success(request, f"Disabled {len(changed)} document(s).")
 
     @admin.action(description="Enable selected documents")
     def enable(self, request, queryset):
-        changed = services.set_documents_enabled(queryset, True)
+        changed = documents.set_documents_enabled(queryset, True)
         messages.success(request, f"Enabled {len(changed)} document(s).")
 
     @admin.action(description="Delete selected documents and remove them from the indexes")
     def delete_with_index(self, request, queryset):
-        count = services.delete_documents(queryset)
+        count = documents.delete_documents(queryset)
         messages.success(request, f"Deleted {count} document(s) and removed them from the indexes.")
 
     def delete_model(self, request, obj):
-        services.delete_document(obj)
+        documents.delete_document(obj)
 
     def delete_queryset(self, request, queryset):
         """Django's "Delete selected" action: files too, and one publish per knowledge base."""
-        services.delete_documents(queryset)
+        documents.delete_documents(queryset)
 
 
 @admin.register(Chunk)

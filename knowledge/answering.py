@@ -34,8 +34,10 @@ from retrieval.tokenize import Bm25Tokenizer
 from retrieval.types import Passage
 
 from . import metrics
+from .access import answers_hidden_from
+from .components import get_embedder
 from .models import Conversation, Feedback, KnowledgeBase, Message
-from .services import answers_hidden_from, get_embedder, idf_function, search_passages
+from .search import idf_function, search_passages
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +139,7 @@ def get_extractive_generator(knowledge_bases: Iterable[KnowledgeBase] = ()) -> E
 _BM25_TERMS = Bm25Tokenizer()
 
 
-# One memory per embedder (embedders live as long as the process, services._load_embedder):
+# One memory per embedder (embedders live as long as the process, components._load_embedder):
 # passages come back question after question, and their sentences need not be embedded again
 # (the embedding is most of an extractive answer's time).
 _sentence_embeds: dict[tuple[int, str], EmbedFunction] = {}

@@ -27,8 +27,9 @@ from rest_framework.views import APIView
 
 from retrieval.types import Passage
 
-from . import answering, services
+from . import access, answering, dispatch, documents, search, uploads
 from . import serializers as s
+from .errors import KnowledgeBaseNotFoundError
 from .forms import ACCEPTED_SUFFIXES, refused_type
 from .models import Conversation, Document, KnowledgeBase
 from .rest import (
@@ -62,16 +63,13 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
 
 def readable_knowledge_base(user, pk: int) -> KnowledgeBase:
     if pk > s.MAX_ID:  # no such row, and the database would refuse the number
-        raise services.KnowledgeBaseNotFoundError([pk])
-    return services.readable_knowledge_bases(user, [pk])[0]
+        raise KnowledgeBaseNotFoundError([pk])
+    return access.readable_knowledge_bases(user, [pk])[0]
 
 
 def readable_document(user, pk: int) -> Document:
-    readable = KnowledgeBase.objects.readable_by(user)
-    documents = Document.objects.select_related("knowledge_base")
-    document = (
-        documents.filter(knowledge_base__in=readable, pk=pk).first() if pk <= s.MAX_ID else None
-    )
+    documents = Document.objects.readable_by(user).select_related("knowledge_base")
+    document = documents.filter(pk=pk).first() if pk <= s.MAX_ID else None
     if document is None:
         raise exceptions.NotFound(_("No such document."), "not_found")
     return document
@@ -82,8 +80,8 @@ def may_create_knowledge_bases(user) -> bool:
 
 
 def check_manageable(user, knowledge_base: KnowledgeBase) -> None:
-    """Uploading and deleting follow the pages' rule (services.manageable_knowledge_bases)."""
-    if not services.manageable_knowledge_bases(user).filter(pk=knowledge_base.pk).exists():
+    """Uploading and deleting follow the pages' rule (KnowledgeBase.objects.manageable_by)."""
+    if not KnowledgeBase.objects.manageable_by(user).filter(pk=knowledge_base.pk).exists():
         raise exceptions.PermissionDenied(
             _(
                 "You may read this knowledge base but not change its documents; "
@@ -160,11 +158,11 @@ class DocumentList(generics.ListAPIView):
         file, password = upload.validated_data["file"], upload.validated_data.get("password", "")
         check_upload(file, limit)
         with transaction.atomic():
-            result = services.add_document(
+            result = uploads.add_document(
                 knowledge_base, file.name, file, user=request.user, password=password
             )
             if result.document.state == Document.State.QUEUED:
-                services.enqueue_ingestion(result.document)
+                dispatch.enqueue_ingestion(result.document)
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         body = s.DocumentSerializer(result.document).data
         return Response(body, status=code, headers={"Location": f"/api/v1/documents/{body['id']}/"})
@@ -219,7 +217,7 @@ class DocumentDetail(generics.RetrieveDestroyAPIView):
 
     def perform_destroy(self, document: Document) -> None:
         check_manageable(self.request.user, document.knowledge_base)
-        services.delete_document(document)
+        documents.delete_document(document)
 
 
 class DocumentFile(APIView):
@@ -257,7 +255,7 @@ def passage_body(rank: int, passage: Passage) -> dict[str, Any]:
 
 def requested_knowledge_bases(user, ids: list[int] | None) -> list[KnowledgeBase]:
     """The ones asked for, or with none named every readable one."""
-    return services.readable_knowledge_bases(user, ids or None)
+    return access.readable_knowledge_bases(user, ids or None)
 
 
 class SearchView(APIView):
@@ -271,7 +269,7 @@ class SearchView(APIView):
         query.is_valid(raise_exception=True)
         data = query.validated_data
         knowledge_bases = requested_knowledge_bases(request.user, data.get("knowledge_bases"))
-        passages = services.search_passages(
+        passages = search.search_passages(
             knowledge_bases, data["query"], top_k=data["top_k"], user=request.user
         )
         results = [passage_body(rank, p) for rank, p in enumerate(passages, start=1)]

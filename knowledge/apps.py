@@ -6,4 +6,6 @@ class KnowledgeConfig(AppConfig):
     verbose_name = "Knowledge bases"
 
     def ready(self) -> None:
-        from . import checks, security, signals  # noqa: F401  (system checks, signal handlers)
+        # System checks, signal handlers, and the Celery tasks that knowledge.dispatch sends
+        # by name.
+        from . import checks, security, signals, tasks  # noqa: F401

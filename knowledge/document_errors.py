@@ -48,7 +48,7 @@ FIXED_ERRORS = [
     gettext_noop("The image is damaged and could not be read."),
     gettext_noop("The image format is not one we read (PNG, JPEG or TIFF)."),
     gettext_noop("The image needs OCR, which is turned off on this server."),
-    # knowledge/services.py
+    # knowledge/ingestion.py
     gettext_noop("The stored file is missing or unreadable; upload it again."),
     gettext_noop("The document holds no text to index."),
 ]

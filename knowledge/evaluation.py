@@ -34,7 +34,7 @@ from generation.judges import make_judge
 from retrieval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from retrieval.text import fold
 
-from . import answering, services
+from . import answering, components, search
 from .models import KnowledgeBase
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def build_judge(kind: str, judge_model: str | None = None) -> Judge:
     embedded judge on the configured embedding model."""
     client = answering.get_llm_client()
     try:
-        judge = make_judge(kind, embed=services.get_embedder().embed, client=client)
+        judge = make_judge(kind, embed=components.get_embedder().embed, client=client)
     except GenerationError as error:
         raise EvaluationError(str(error)) from None
     if judge_model and hasattr(judge, "model"):
@@ -170,7 +170,7 @@ class EvaluationRun:
             return None, None
         k = self.top_k or settings.RAG_ANSWER_TOP_K
         started = time.perf_counter()
-        passages = services.search_passages(
+        passages = search.search_passages(
             [self.knowledge_base], item.question, max(k, RANKING_DEPTH)
         )
         elapsed = round((time.perf_counter() - started) * 1000)
@@ -182,7 +182,7 @@ class EvaluationRun:
             "dataset": self.dataset,
             "questions": len(self.questions),
             "top_k": self.top_k or settings.RAG_ANSWER_TOP_K,
-            "embedding_model": services.get_embedder().name,
+            "embedding_model": components.get_embedder().name,
             "llm_model": settings.RAG_LLM_MODEL if settings.RAG_LLM_BASE_URL else None,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "duration_s": round(seconds, 1),
@@ -195,7 +195,7 @@ class EvaluationRun:
             "faithfulness": judge,
             "citation_recall": judge,
             "citation_precision": judge,
-            "embedding_similarity": services.get_embedder().name,
+            "embedding_similarity": components.get_embedder().name,
             "token_f1": "SQuAD token F1, Chinese by character (no judge)",
             "reference_stated": "a reference answer contained in the answer (no judge)",
             "own_context_cited": "a relevant document cited (no judge)",
@@ -255,7 +255,7 @@ def _correctness_row(answer: str, item: EvaluationQuestion, cited_documents=()) 
         "token_f1": max(token_f1(answer, ref) for ref in item.reference_answers or [reference]),
         "rouge_l": rouge_l(answer, reference),
         "embedding_similarity": embedding_similarity(
-            answer, reference, services.get_embedder().embed
+            answer, reference, components.get_embedder().embed
         ),
     }
 

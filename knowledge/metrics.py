@@ -138,8 +138,7 @@ class DatabaseCollector(Collector):
     """Queue depth, and each knowledge base's index version and size."""
 
     def collect(self) -> Iterator[Metric]:
-        from .models import Document, KnowledgeBase
-        from .services import SEARCHABLE_STATES
+        from .models import SEARCHABLE_STATES, Document, KnowledgeBase
 
         waiting = (Document.State.QUEUED, Document.State.PROCESSING)
         queue = GaugeMetricFamily(

@@ -20,6 +20,26 @@ class KnowledgeBaseQuerySet(models.QuerySet["KnowledgeBase"]):
             return self.all()
         return self.filter(Q(members=user) | Q(member_groups__user=user)).distinct()
 
+    def manageable_by(self, user) -> KnowledgeBaseQuerySet:
+        """Knowledge bases whose documents the user may upload, replace, disable and delete:
+        those it reads, when it is staff, and all of them for a superuser. Plain members only
+        read (ask, search, open sources)."""
+        if not user or not (user.is_staff or user.is_superuser):
+            return self.none()
+        return self.readable_by(user)
+
+
+class DocumentQuerySet(models.QuerySet["Document"]):
+    def readable_by(self, user) -> DocumentQuerySet:
+        """Documents of the knowledge bases the user may read."""
+        return self.filter(knowledge_base__in=KnowledgeBase.objects.readable_by(user).values("pk"))
+
+    def manageable_by(self, user) -> DocumentQuerySet:
+        """Documents of the knowledge bases the user may manage."""
+        return self.filter(
+            knowledge_base__in=KnowledgeBase.objects.manageable_by(user).values("pk")
+        )
+
 
 class KnowledgeBase(models.Model):
     name = models.CharField(max_length=100, unique=True)
@@ -122,6 +142,8 @@ class Document(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     indexed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = DocumentQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -133,6 +155,13 @@ class Document(models.Model):
 
     def __str__(self) -> str:
         return self.title or self.original_name
+
+
+# Documents whose chunks belong in the published indexes. A document being re-ingested keeps
+# its old chunks searchable until the new ones replace them.
+SEARCHABLE_STATES = (Document.State.INDEXED, Document.State.PROCESSING, Document.State.QUEUED)
+# Joins the headings above a chunk in Chunk.heading_path.
+HEADING_SEPARATOR = " › "
 
 
 class Chunk(models.Model):

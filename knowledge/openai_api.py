@@ -25,7 +25,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import answering, services
+from . import access, answering, components
 from . import serializers as s
 from .models import Conversation, KnowledgeBase, Message
 from .rest import AskThrottle, EventStreamRenderer, guarded, openai_error
@@ -46,7 +46,7 @@ class OpenAIView(APIView):
 
 def knowledge_bases_for_model(user, model: str) -> list[KnowledgeBase]:
     if model in ("", ALL_MODEL):
-        return services.readable_knowledge_bases(user)
+        return access.readable_knowledge_bases(user)
     name = model.removeprefix(PREFIX)
     found = KnowledgeBase.objects.readable_by(user).filter(name=name).first()
     if found is None:
@@ -130,7 +130,7 @@ def usage(done: dict[str, Any], question: str, history: list[tuple[str, str]]) -
     else:
         read = [question, *(text for _, text in history)]
         read += [passage.get("text") or "" for passage in done.get("passages", [])]
-        counts = services.get_embedder().count_tokens([*read, done.get("answer") or ""])
+        counts = components.get_embedder().count_tokens([*read, done.get("answer") or ""])
         prompt, answer = sum(counts[:-1]), counts[-1]
     return {"prompt_tokens": prompt, "completion_tokens": answer, "total_tokens": prompt + answer}
 
@@ -233,7 +233,7 @@ class Models(OpenAIView):
         responses={200: s.ModelListSerializer, 401: ERRORS[401]},
     )
     def get(self, request: Request) -> Response:
-        knowledge_bases = services.readable_knowledge_bases(request.user)
+        knowledge_bases = access.readable_knowledge_bases(request.user)
         created = min((int(kb.created_at.timestamp()) for kb in knowledge_bases), default=0)
         data = [{"id": ALL_MODEL, "object": "model", "created": created, "owned_by": OWNER}]
         data += [

@@ -25,7 +25,8 @@ from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from generation.errors import GenerationError, GenerationRequestError, GenerationUnavailableError
 from retrieval.errors import RetrievalError
 
-from . import answering, security, services
+from . import answering, security
+from .errors import KnowledgeBaseNotFoundError, UploadRejectedError
 from .locks import LockTimeoutError
 from .sse import sse_event
 
@@ -196,7 +197,7 @@ class BadGateway(exceptions.APIException):
 def as_api_exception(exc: Exception) -> Exception:
     """Our services' and libraries' errors as the DRF exception with the right status, their
     sentences in the request's language (the libraries' own reasons stay as they wrote them)."""
-    if isinstance(exc, services.KnowledgeBaseNotFoundError):
+    if isinstance(exc, KnowledgeBaseNotFoundError):
         return exceptions.NotFound(knowledge_bases_not_found(exc.ids), "not_found")
     if isinstance(exc, answering.ConversationNotFoundError):
         return exceptions.NotFound(_("No such conversation."), "not_found")
@@ -204,7 +205,7 @@ def as_api_exception(exc: Exception) -> Exception:
         return exceptions.ValidationError({"question": [_("Ask a question: the text is empty.")]})
     if isinstance(exc, Http404):
         return exceptions.NotFound(_("Not found."), "not_found")
-    if isinstance(exc, services.UploadRejectedError):
+    if isinstance(exc, UploadRejectedError):
         return exceptions.ValidationError({"file": [str(exc)]}, "upload_rejected")
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge(_("The request body is too large."))

@@ -19,7 +19,7 @@ _stop = threading.Event()
 
 @worker_ready.connect
 def start_recovery(**_: object) -> None:
-    from .services import recover_stalled_documents  # services imports tasks, tasks this app
+    from .ingestion import recover_stalled_documents  # once the apps are loaded
 
     ids = recover_stalled_documents(include_queued=True)
     if ids:
@@ -35,7 +35,7 @@ def stop_recovery(**_: object) -> None:
 def _sweep() -> None:
     from django.db import close_old_connections
 
-    from .services import recover_stalled_documents
+    from .ingestion import recover_stalled_documents
 
     interval = max(1.0, settings.RAG_INGEST_LEASE_SECONDS / 2)
     while not _stop.wait(interval):

@@ -1,4 +1,5 @@
-"""Celery tasks: thin wrappers that call services and record status on the document."""
+"""Celery tasks: thin wrappers around ingestion and indexing that record status on the
+document. knowledge.dispatch sends them by name."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
-from . import services
+from . import indexing, ingestion
+from .errors import DocumentBusyError
 from .locks import LockTimeoutError
 
 # An index publish whose knowledge base stays locked past RAG_LOCK_TIMEOUT is queued again to
@@ -32,11 +34,11 @@ def ingest_document(self, document_id: int) -> str:
     A document that takes longer than RAG_INGEST_TIME_LIMIT seconds is marked failed.
     """
     try:
-        document = services.ingest_document(document_id)
-    except services.DocumentBusyError as busy:
+        document = ingestion.ingest_document(document_id)
+    except DocumentBusyError as busy:
         raise self.retry(countdown=busy.retry_after + 1) from None
     except SoftTimeLimitExceeded:
-        document = services.fail_document(
+        document = ingestion.fail_document(
             document_id,
             f"Ingestion took longer than {settings.RAG_INGEST_TIME_LIMIT} seconds and was "
             "stopped; split the document or raise RAG_INGEST_TIME_LIMIT.",
@@ -48,7 +50,7 @@ def ingest_document(self, document_id: int) -> str:
 @shared_task(bind=True, acks_late=True, max_retries=SYNC_RETRIES)
 def sync_index(self, knowledge_base_id: int) -> int | None:
     """Publish a new index version of the knowledge base if the database has changed (queued
-    on commit by services.publish_on_commit). While another process holds the knowledge base's
+    on commit by dispatch.publish_on_commit). While another process holds the knowledge base's
     lock past RAG_LOCK_TIMEOUT a worker retries it after SYNC_RETRY_SECONDS; None if the
     knowledge base was deleted meanwhile."""
     from .models import KnowledgeBase
@@ -57,7 +59,7 @@ def sync_index(self, knowledge_base_id: int) -> int | None:
     if knowledge_base is None:
         return None
     try:
-        return services.sync_index(knowledge_base)
+        return indexing.sync_index(knowledge_base)
     except LockTimeoutError as busy:
         if self.request.is_eager:
             raise  # run in the caller's process (RAG_CELERY_EAGER): a request answers 503

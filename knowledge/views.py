@@ -2,7 +2,7 @@
 
 Every page resolves the user's readable knowledge bases first; anything outside them answers
 404, exactly like something missing. Changing documents needs a knowledge base the user may
-manage (services.manageable_knowledge_bases: staff members and superusers).
+manage (KnowledgeBase.objects.manageable_by: staff members and superusers).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from . import answering, services
+from . import access, answering, dispatch, documents, uploads
 from .document_errors import translated_error
+from .errors import KnowledgeBaseNotFoundError, UploadRejectedError
 from .forms import (
     ACCEPTED_SUFFIXES,
     MAX_ID,
@@ -68,14 +69,12 @@ def page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     return login_required(view)
 
 
-def readable_documents(user):
-    return Document.objects.filter(knowledge_base__in=KnowledgeBase.objects.readable_by(user))
-
-
 def manageable_document(user, pk: int) -> Document:
     """A document the user may change; 404 if unreadable or missing, 403 if only readable."""
-    document = get_object_or_404(readable_documents(user).select_related("knowledge_base"), pk=pk)
-    if not services.manageable_knowledge_bases(user).filter(pk=document.knowledge_base_id):
+    document = get_object_or_404(
+        Document.objects.readable_by(user).select_related("knowledge_base"), pk=pk
+    )
+    if not Document.objects.manageable_by(user).filter(pk=pk).exists():
         raise PermissionDenied(READ_ONLY)
     return document
 
@@ -90,7 +89,7 @@ def wants_json(request: HttpRequest) -> bool:
 @page
 def home(request: HttpRequest) -> HttpResponse:
     knowledge_bases = KnowledgeBase.objects.readable_by(request.user).prefetch_related("documents")
-    manageable = set(services.manageable_knowledge_bases(request.user).values_list("pk", flat=True))
+    manageable = set(KnowledgeBase.objects.manageable_by(request.user).values_list("pk", flat=True))
     return render(
         request,
         "knowledge/home.html",
@@ -143,7 +142,7 @@ def knowledge_base_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {"document": document, "actions": DOCUMENT_ACTIONS.get(document.state, ("delete",))}
         for document in page_obj
     ]
-    may_manage = services.manageable_knowledge_bases(request.user).filter(pk=pk).exists()
+    may_manage = KnowledgeBase.objects.manageable_by(request.user).filter(pk=pk).exists()
     # Each column's link sorts by it, or the other way round when it is the current sort.
     columns = {
         key: {
@@ -174,7 +173,7 @@ def upload(request: HttpRequest, pk: int) -> HttpResponse:
     """GET: the upload page. POST: store each file and queue it; JSON results for scripts,
     otherwise messages and a redirect to the document list."""
     knowledge_base = get_object_or_404(KnowledgeBase.objects.readable_by(request.user), pk=pk)
-    if not services.manageable_knowledge_bases(request.user).filter(pk=pk).exists():
+    if not KnowledgeBase.objects.manageable_by(request.user).filter(pk=pk).exists():
         if wants_json(request):
             return JsonResponse({"results": [], "error": str(READ_ONLY)}, status=403)
         raise PermissionDenied(READ_ONLY)
@@ -220,15 +219,15 @@ def store_upload(knowledge_base: KnowledgeBase, upload, user, password: str = ""
         result["error"] = problem
         return result
     try:
-        stored = services.add_document(
+        stored = uploads.add_document(
             knowledge_base, upload.name, upload, user=user, password=password, replaces=replaces
         )
-    except services.UploadRejectedError as error:
+    except UploadRejectedError as error:
         result["error"] = str(error)
         return result
     document = stored.document
     if document.state == Document.State.QUEUED:
-        services.enqueue_ingestion(document)
+        dispatch.enqueue_ingestion(document)
     if stored.created:
         result["message"] = _("%(name)s is queued for indexing.") % {"name": upload.name}
     else:
@@ -268,7 +267,9 @@ def documents_status_json(request: HttpRequest) -> JsonResponse:
     if not ids or len(ids) > MAX_STATUS_IDS:
         error = _("Give between 1 and %(limit)d document ids, separated by commas.")
         return JsonResponse({"error": error % {"limit": MAX_STATUS_IDS}}, status=400)
-    found = readable_documents(request.user).filter(pk__in=[i for i in ids if i <= MAX_ID])
+    found = Document.objects.readable_by(request.user).filter(
+        pk__in=[i for i in ids if i <= MAX_ID]
+    )
     response = JsonResponse({"documents": [document_status(document) for document in found]})
     response["Cache-Control"] = "no-store"
     return response
@@ -277,7 +278,7 @@ def documents_status_json(request: HttpRequest) -> JsonResponse:
 @login_required
 def document_status_json(request: HttpRequest, pk: int) -> JsonResponse:
     """State, progress and error of one document, polled by the upload and document pages."""
-    document = readable_documents(request.user).filter(pk=pk).first()
+    document = Document.objects.readable_by(request.user).filter(pk=pk).first()
     if document is None:
         return JsonResponse({"error": _("No such document.")}, status=404)
     response = JsonResponse(document_status(document))
@@ -289,7 +290,7 @@ def document_status_json(request: HttpRequest, pk: int) -> JsonResponse:
 def document_file(request: HttpRequest, pk: int) -> FileResponse:
     """The stored file, to members only. PDFs open in the browser (at #page=N); every other
     type downloads, so that an uploaded HTML file can never run in this site."""
-    document = get_object_or_404(readable_documents(request.user), pk=pk)
+    document = get_object_or_404(Document.objects.readable_by(request.user), pk=pk)
     try:
         handle = document.file.open("rb")
     except (OSError, ValueError):
@@ -347,16 +348,16 @@ def document_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         messages.error(request, refused % {**names, "state": document.get_state_display()})
         return redirect("knowledge:knowledge_base", pk=knowledge_base_id)
     if action == "disable":
-        services.set_document_enabled(document, False)
+        documents.set_document_enabled(document, False)
         messages.success(request, _("%(name)s is disabled: answers no longer use it.") % names)
     elif action == "enable":
-        services.set_document_enabled(document, True)
+        documents.set_document_enabled(document, True)
         messages.success(request, _("%(name)s is enabled again.") % names)
     elif action == "reindex":
-        services.reindex_document(document)
+        documents.queue_reindex(document)
         messages.success(request, _("%(name)s is queued for indexing again.") % names)
     elif action == "delete":
-        services.delete_document(document)
+        documents.delete_document(document)
         messages.success(request, _("%(name)s is deleted.") % names)
     else:
         raise Http404(_("No such action."))
@@ -394,7 +395,7 @@ def chat(request: AuthenticatedHttpRequest, pk: int | None = None) -> HttpRespon
     conversation = None
     if pk is not None:
         conversation = get_object_or_404(Conversation.objects.filter(user=request.user), pk=pk)
-    knowledge_bases = services.readable_knowledge_bases(request.user)
+    knowledge_bases = access.readable_knowledge_bases(request.user)
     readable_ids = {kb.pk for kb in knowledge_bases}
     if conversation:
         selected = set(conversation.knowledge_bases.values_list("pk", flat=True)) & readable_ids
@@ -421,7 +422,7 @@ def conversation_turns(conversation: Conversation, user) -> list[dict]:
     """The conversation's messages as the page shows them, answers rendered as safe HTML."""
     turns = []
     feedback = {item.message_id: item for item in conversation_feedback(conversation, user)}
-    hidden = services.answers_hidden_from(user, conversation)
+    hidden = access.answers_hidden_from(user, conversation)
     for message in conversation.messages.all():
         turn = {"message": message, "feedback": feedback.get(message.pk)}
         if message.pk in hidden:
@@ -447,7 +448,9 @@ def citations_with_urls(citations: list[dict], user) -> list[dict]:
     """Add to each citation (or passage) the link to its source: the PDF at its page, or the
     passage page. Sources the user can no longer read are dropped."""
     ids = {citation.get("document_id") for citation in citations}
-    types = dict(readable_documents(user).filter(pk__in=ids).values_list("pk", "file_type"))
+    types = dict(
+        Document.objects.readable_by(user).filter(pk__in=ids).values_list("pk", "file_type")
+    )
     shown = []
     for citation in citations:
         if citation.get("document_id") not in types:
@@ -472,8 +475,8 @@ def answer_stream(request: AuthenticatedHttpRequest) -> HttpResponse | Streaming
         return JsonResponse({"error": " ".join(errors)}, status=400)
     data = form.cleaned_data
     try:
-        knowledge_bases = services.readable_knowledge_bases(request.user, data["knowledge_bases"])
-    except services.KnowledgeBaseNotFoundError:
+        knowledge_bases = access.readable_knowledge_bases(request.user, data["knowledge_bases"])
+    except KnowledgeBaseNotFoundError:
         return JsonResponse({"error": _("No such knowledge base.")}, status=404)
     conversation = None
     if data["conversation"]:

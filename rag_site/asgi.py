@@ -8,6 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rag_site.settings")
 application = get_asgi_application()
 
 # Load the models now, as the worker starts, rather than in its first request (RAG_WARM_UP).
-from knowledge.services import warm_up  # noqa: E402  (needs the app registry set up above)
+from knowledge.components import warm_up  # noqa: E402  (needs the app registry set up above)
 
 warm_up()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 
-from knowledge import services
+from knowledge import uploads
 from knowledge.models import Document, KnowledgeBase
 
 
@@ -22,10 +22,10 @@ def make_knowledge_base(name: str = "handbook", members=()) -> KnowledgeBase:
 
 
 def add_text(knowledge_base: KnowledgeBase, name: str, text: str, **kwargs) -> Document:
-    upload = services.add_document(knowledge_base, name, io.BytesIO(text.encode()), **kwargs)
+    upload = uploads.add_document(knowledge_base, name, io.BytesIO(text.encode()), **kwargs)
     return upload.document
 
 
 def add_file(knowledge_base: KnowledgeBase, path: Path, **kwargs) -> Document:
     with path.open("rb") as handle:
-        return services.add_document(knowledge_base, path.name, handle, **kwargs).document
+        return uploads.add_document(knowledge_base, path.name, handle, **kwargs).document

@@ -13,7 +13,7 @@ from tests.conftest import REPO_ROOT
 
 FIRST_EMBEDDING = (
     "import time; import rag_site.wsgi; from knowledge import services; "
-    "started = time.perf_counter(); services.get_embedder().embed(['When are receipts due?']); "
+    "started = time.perf_counter(); components.get_embedder().embed(['When are receipts due?']); "
     "print(f'first {time.perf_counter() - started:.3f}')"
 )
 

@@ -15,7 +15,7 @@ import time
 import pytest
 from django.conf import settings
 
-from knowledge import services
+from knowledge import ingestion
 from knowledge.models import Chunk, Document
 from tests.conftest import PDFS
 from tests.factories import add_text, make_knowledge_base, make_user
@@ -165,7 +165,7 @@ def test_nothing_in_a_document_runs_as_script_in_the_chat(
     page = browser_page
     knowledge_base = make_knowledge_base("policies", members=[member])
     # plain text: Markdown parsing would drop the tags, which must instead be shown as text
-    services.ingest_document(add_text(knowledge_base, "visitors.txt", HOSTILE).pk)
+    ingestion.ingest_document(add_text(knowledge_base, "visitors.txt", HOSTILE).pk)
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     log_in(page, live_server, member)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge import services
+from knowledge import ingestion
 from tests.e2e.test_browser import EMBEDDING_MODEL, log_in
 from tests.factories import add_text, make_knowledge_base, make_user
 
@@ -39,7 +39,7 @@ def test_a_chinese_browser_gets_the_chat_in_chinese(
     settings.RAG_LLM_BASE_URL = ""
     member = make_user("li", is_staff=True)
     knowledge_base = make_knowledge_base("员工手册", members=[member])
-    services.ingest_document(add_text(knowledge_base, "leave.md", LEAVE).pk)
+    ingestion.ingest_document(add_text(knowledge_base, "leave.md", LEAVE).pk)
     log_in(page, live_server, member)
 
     page.goto(f"{live_server.url}/chat/?kb={knowledge_base.pk}")
@@ -100,7 +100,7 @@ def test_a_chinese_question_over_a_traditional_document_streams_a_cited_chinese_
     settings.RAG_LLM_BASE_URL = ""
     member = make_user("wang")
     knowledge_base = make_knowledge_base("手冊", members=[member])
-    services.ingest_document(add_text(knowledge_base, "handbook.md", HANDBOOK_HANT).pk)
+    ingestion.ingest_document(add_text(knowledge_base, "handbook.md", HANDBOOK_HANT).pk)
     log_in(page, live_server, member)
 
     page.goto(f"{live_server.url}/chat/?kb={knowledge_base.pk}")

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from knowledge import answering, services
+from knowledge import answering, dispatch, ingestion
 from tests.conftest import PDFS
 from tests.e2e.test_browser import embedder, log_in, worker  # noqa: F401  (fixtures)
 from tests.factories import add_file, add_text, make_knowledge_base, make_user
@@ -54,11 +54,13 @@ def handbook(admin, embedder):  # noqa: F811
     knowledge_base = make_knowledge_base("handbook", members=[admin])
     knowledge_base.description = "The company's `handbook`: leave, travel and **expenses**."
     knowledge_base.save()
-    services.ingest_document(add_text(knowledge_base, "leave-and-travel.md", GUIDE).pk)
-    services.ingest_document(add_file(knowledge_base, PDFS / "naacl06-shinyama.pdf").pk)
-    services.ingest_document(add_file(knowledge_base, PDFS / "issue-848-truncated-at-50pct.pdf").pk)
+    ingestion.ingest_document(add_text(knowledge_base, "leave-and-travel.md", GUIDE).pk)
+    ingestion.ingest_document(add_file(knowledge_base, PDFS / "naacl06-shinyama.pdf").pk)
+    ingestion.ingest_document(
+        add_file(knowledge_base, PDFS / "issue-848-truncated-at-50pct.pdf").pk
+    )
     name = "a-very-long-file-name-without-any-spaces-that-would-widen-the-table-on-a-phone.md"
-    services.ingest_document(add_text(knowledge_base, name, "# Long\n\nLong names wrap.").pk)
+    ingestion.ingest_document(add_text(knowledge_base, name, "# Long\n\nLong names wrap.").pk)
     return knowledge_base
 
 
@@ -251,7 +253,7 @@ def test_the_document_list_follows_indexing_and_offers_the_new_states_actions(
     assert row.get_attribute("data-state") == "queued"
     visible = "forms => forms.filter(f => !f.hidden).map(f => f.action.split('/').at(-2))"
     assert row.locator("form[data-states]").evaluate_all(visible) == ["delete"]
-    services.enqueue_ingestion(document)
+    dispatch.enqueue_ingestion(document)
     try:
         row.and_(page.locator("[data-state=indexed]")).wait_for(timeout=60_000)
     except Exception:

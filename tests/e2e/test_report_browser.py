@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from knowledge import answering, services
+from knowledge import answering, ingestion
 from tests.conftest import SHARED_DATA
 from tests.factories import add_file, make_knowledge_base
 
@@ -24,7 +24,7 @@ def report_html(settings, tmp_path):
     answering.reset_llm_clients()
     knowledge_base = make_knowledge_base("incidents")
     for name in ("call_etiquette.md", "severity_levels.md"):
-        services.ingest_document(add_file(knowledge_base, HANDBOOK / name).pk)
+        ingestion.ingest_document(add_file(knowledge_base, HANDBOOK / name).pk)
     questions = [
         {"id": "mute", "question": "Should I keep my microphone muted on a call?",
          "reference_answer": "Keep your microphone muted until you have something to say."},

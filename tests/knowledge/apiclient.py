@@ -7,7 +7,7 @@ import json
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from knowledge import services
+from knowledge import ingestion
 from knowledge.models import Document, KnowledgeBase
 from tests.factories import add_text
 
@@ -24,7 +24,7 @@ def token_client(user, keyword: str = "Token") -> APIClient:
 def indexed_text(knowledge_base: KnowledgeBase, name: str, text: str) -> Document:
     """A text document, ingested in this process (the real ingestion code)."""
     document = add_text(knowledge_base, name, text)
-    return services.ingest_document(document.pk)
+    return ingestion.ingest_document(document.pk)
 
 
 def body_text(response) -> str:

@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import answering, services
+from knowledge import answering, indexing, ingestion, search
 from knowledge.models import Document, Feedback, Message
 from tests.factories import add_text, make_knowledge_base, make_user
 
@@ -76,20 +76,20 @@ def test_the_document_page_shows_state_progress_and_error(admin_client):
 def test_disable_action_takes_documents_out_of_the_index(admin_client):
     knowledge_base = make_knowledge_base()
     document = add_text(knowledge_base, "expenses.md", TEXT)
-    services.ingest_document(document.pk)
+    ingestion.ingest_document(document.pk)
     response = admin_client.post(
         reverse("admin:knowledge_document_changelist"),
         {"action": "disable", "_selected_action": [document.pk]},
     )
     assert response.status_code == 302
     assert Document.objects.get(pk=document.pk).state == "disabled"
-    assert services.search_passages([knowledge_base], "meal receipts") == []
+    assert search.search_passages([knowledge_base], "meal receipts") == []
 
 
 def test_conversations_and_feedback_are_read_only(admin_client):
     member = make_user("member")
     knowledge_base = make_knowledge_base(members=[member])
-    services.ingest_document(add_text(knowledge_base, "expenses.md", TEXT).pk)
+    ingestion.ingest_document(add_text(knowledge_base, "expenses.md", TEXT).pk)
     answer = answering.answer_question("When are receipts due?", [knowledge_base], user=member)
     answering.record_feedback(Message.objects.get(pk=answer["message"]), member, -1, "Too short")
     page = admin_client.get(
@@ -126,8 +126,8 @@ def two_bases():
     bob = make_user("bob", is_staff=True)
     garden = make_knowledge_base("garden", members=[alice])
     vault = make_knowledge_base("vault", members=[bob])
-    services.ingest_document(add_text(garden, "garden.md", TEXT).pk)
-    secret = services.ingest_document(add_text(vault, "vault.md", SECRET).pk)
+    ingestion.ingest_document(add_text(garden, "garden.md", TEXT).pk)
+    secret = ingestion.ingest_document(add_text(vault, "vault.md", SECRET).pk)
     answer = answering.answer_question("What is the launch code?", [vault], user=bob)
     answering.record_feedback(Message.objects.get(pk=answer["message"]), bob, 1, "QUOKKA ok")
     own = answering.answer_question("When are receipts due?", [garden], user=alice)
@@ -198,7 +198,7 @@ def test_a_document_cannot_be_moved_to_another_base_in_the_admin(admin_client):
     """Its chunks and indexes belong to its base: the change form shows the base read-only,
     and a posted base is ignored, so members of neither base are misled."""
     first, second = make_knowledge_base("first"), make_knowledge_base("second")
-    document = services.ingest_document(add_text(first, "expenses.md", TEXT).pk)
+    document = ingestion.ingest_document(add_text(first, "expenses.md", TEXT).pk)
     url = reverse("admin:knowledge_document_change", args=[document.pk])
     assert 'name="knowledge_base"' not in admin_client.get(url).content.decode()
     response = admin_client.post(
@@ -207,9 +207,9 @@ def test_a_document_cannot_be_moved_to_another_base_in_the_admin(admin_client):
     assert response.status_code == 302, response.content.decode()[-2000:]
     document.refresh_from_db()
     assert document.knowledge_base == first and document.title == "Moved"
-    assert services.search_passages([first], "meal receipts")
-    assert services.search_passages([second], "meal receipts") == []
-    assert all(report.problems == [] for report in map(services.check_index, (first, second)))
+    assert search.search_passages([first], "meal receipts")
+    assert search.search_passages([second], "meal receipts") == []
+    assert all(report.problems == [] for report in map(indexing.check_index, (first, second)))
 
 
 def test_a_base_a_staff_member_adds_in_the_admin_is_one_it_manages(two_bases):

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge import answering, services
+from knowledge import access, answering, ingestion
+from knowledge.errors import KnowledgeBaseNotFoundError
 from knowledge.models import Conversation, Feedback, KnowledgeBase, Message
 from rag_site.settings import default_embedding_model
 from tests.conftest import PDFS
@@ -28,7 +29,7 @@ def extractive_defaults(extractive_mode):
 @pytest.fixture
 def dmca():
     knowledge_base = make_knowledge_base("copyright")
-    document = services.ingest_document(add_file(knowledge_base, DMCA).pk)
+    document = ingestion.ingest_document(add_file(knowledge_base, DMCA).pk)
     assert document.state == document.State.INDEXED
     return knowledge_base
 
@@ -229,12 +230,12 @@ def test_readable_knowledge_bases_hides_foreign_ones_like_missing_ones():
     member, outsider = make_user("member"), make_user("outsider")
     mine = make_knowledge_base("mine", members=[member])
     theirs = make_knowledge_base("theirs", members=[outsider])
-    assert services.readable_knowledge_bases(member) == [mine]
-    assert services.readable_knowledge_bases(member, [mine.pk]) == [mine]
-    with pytest.raises(services.KnowledgeBaseNotFoundError) as foreign:
-        services.readable_knowledge_bases(member, [mine.pk, theirs.pk])
-    with pytest.raises(services.KnowledgeBaseNotFoundError) as missing:
-        services.readable_knowledge_bases(member, [mine.pk, 999_999])
+    assert access.readable_knowledge_bases(member) == [mine]
+    assert access.readable_knowledge_bases(member, [mine.pk]) == [mine]
+    with pytest.raises(KnowledgeBaseNotFoundError) as foreign:
+        access.readable_knowledge_bases(member, [mine.pk, theirs.pk])
+    with pytest.raises(KnowledgeBaseNotFoundError) as missing:
+        access.readable_knowledge_bases(member, [mine.pk, 999_999])
     assert str(foreign.value).replace(str(theirs.pk), "N") == str(missing.value).replace(
         "999999", "N"
     )
@@ -242,9 +243,9 @@ def test_readable_knowledge_bases_hides_foreign_ones_like_missing_ones():
 
 def test_answers_use_only_the_given_knowledge_bases():
     secret = make_knowledge_base("secret")
-    services.ingest_document(add_text(secret, "pay.md", "The CEO salary is 9 million euros.").pk)
+    ingestion.ingest_document(add_text(secret, "pay.md", "The CEO salary is 9 million euros.").pk)
     public = make_knowledge_base("public")
-    services.ingest_document(add_text(public, "pto.md", "Employees get 25 vacation days.").pk)
+    ingestion.ingest_document(add_text(public, "pto.md", "Employees get 25 vacation days.").pk)
     result = answering.answer_question("What is the CEO salary?", [public])
     assert "9 million" not in result["answer"]
     assert all(p["document_title"] == "pto" for p in result["passages"])
@@ -257,7 +258,7 @@ def test_extractive_answer_with_the_real_embedding_model(settings):
     # A primary key no other test uses: loaded indexes are cached per process by knowledge
     # base and version, and SQLite hands out the same ids again after each test's rollback.
     knowledge_base = KnowledgeBase.objects.create(pk=9_000_001, name="papers")
-    services.ingest_document(add_file(knowledge_base, PDFS / "naacl06-shinyama.pdf").pk)
+    ingestion.ingest_document(add_file(knowledge_base, PDFS / "naacl06-shinyama.pdf").pk)
     question = "Which technique discovers all possible relations from texts as tables?"
     result = answering.answer_question(question, [knowledge_base])
     assert "Unrestricted Relation Discovery" in result["answer"]
@@ -318,7 +319,7 @@ def test_a_chinese_question_is_answered_in_chinese(settings):
     text = (
         "# 員工手冊\n\n員工入職滿一年後，每年享有十五天帶薪年假。年假須提前兩週透過人事系統申請。\n"
     )
-    services.ingest_document(add_text(knowledge_base, "handbook.md", text).pk)
+    ingestion.ingest_document(add_text(knowledge_base, "handbook.md", text).pk)
     found = answering.answer_question("员工每年有几天带薪年假？", [knowledge_base])
     assert found["answer"] == "員工入職滿一年後，每年享有十五天帶薪年假[1]。"
     missing = answering.answer_question("公司食堂几点开门？", [knowledge_base])

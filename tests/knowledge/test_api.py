@@ -464,7 +464,7 @@ def test_uploads_in_json_are_refused_with_415(owner, handbook):
 
 
 def test_a_streamed_upload_body_is_read_only_once(owner, handbook):
-    # The upload goes through services.add_document from the start of the file.
+    # The upload goes through uploads.add_document from the start of the file.
     content = b"# Notes\n\n" + b"Line of notes.\n" * 2000
     response = upload(token_client(owner), handbook.pk, "notes.md", content)
     document = Document.objects.get(pk=response.json()["id"])

@@ -80,7 +80,7 @@ def test_llm_mode_plain_output_names_the_mode(settings, llm_server):
 
 
 def test_unknown_knowledge_base_is_a_command_error():
-    with pytest.raises(CommandError, match="No knowledge base named nowhere. Known: copyright"):
+    with pytest.raises(CommandError, match="No knowledge base named 'nowhere'. Known: copyright"):
         ask(QUESTION, kb=["nowhere"])
 
 

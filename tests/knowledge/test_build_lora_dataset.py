@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from generation.prompts import NOT_FOUND_ANSWER, build_messages
-from knowledge import answering, services
+from knowledge import answering, documents, ingestion, search
 from knowledge.models import Message
 from tests.conftest import SHARED_DATA
 from tests.factories import add_file, add_text, make_knowledge_base, make_user
@@ -40,7 +40,7 @@ def hashing_embedder(settings):
 def handbook():
     knowledge_base = make_knowledge_base("handbook")
     for name, text in DOCUMENTS.items():
-        services.ingest_document(add_text(knowledge_base, name, text).pk)
+        ingestion.ingest_document(add_text(knowledge_base, name, text).pk)
     return knowledge_base
 
 
@@ -69,7 +69,7 @@ def test_reference_answers_become_cited_examples_in_the_served_format(handbook, 
     output, rows = build("--kb", "handbook", "--dataset", str(dataset), out=tmp_path / "t.jsonl")
 
     assert len(rows) == 1 and rows[0]["source"] == "evaluation"
-    passages = services.search_passages([handbook], question, TOP_K)
+    passages = search.search_passages([handbook], question, TOP_K)
     assert rows[0]["messages"][:-1] == build_messages(question, passages)
     answer = rows[0]["messages"][-1]
     assert answer["role"] == "assistant"
@@ -148,7 +148,7 @@ def test_answers_rated_well_become_examples(handbook, tmp_path):
     assert len(rows) == 1 and rows[0]["source"] == "rated"
     assert rows[0]["messages"][-1]["content"] == liked["answer"]
     assert rows[0]["messages"][:-1] == build_messages(
-        liked["standalone_question"], services.search_passages([handbook], "How many vacation "
+        liked["standalone_question"], search.search_passages([handbook], "How many vacation "
                                                                 "days do employees get?", TOP_K)
     )  # fmt: skip
     assert re.search(r"rated answers\s+1 example", output)
@@ -163,7 +163,7 @@ def test_a_rated_answer_whose_source_was_deleted_is_left_out(handbook, tmp_path)
     cited = {c["document_id"] for c in liked["citations"]}
     assert cited, "the extractive answer should cite the vacation document"
     for document in handbook.documents.filter(pk__in=cited):
-        services.delete_document(document)
+        documents.delete_document(document)
 
     with pytest.raises(CommandError, match="No training example"):
         build("--kb", "handbook", out=tmp_path / "t.jsonl")
@@ -191,7 +191,7 @@ def test_generated_questions_come_from_the_llm_and_cite_their_chunk(
     assert sources == ["generated"] * len(DOCUMENTS) + ["not-found"]  # 0.2 of 3, rounded
     for row in rows[: len(DOCUMENTS)]:
         question = row["messages"][-2]["content"].split("Question: ")[1].split("\n")[0]
-        passages = services.search_passages([handbook], question, TOP_K)
+        passages = search.search_passages([handbook], question, TOP_K)
         answer = row["messages"][-1]["content"]
         (n,) = cited_numbers(answer)
         assert re.sub(r" \[\d+\]", "", answer) in passages[n - 1].text
@@ -216,7 +216,7 @@ def test_limit_caps_each_source(handbook, tmp_path):
 
 
 def test_an_unknown_knowledge_base_is_an_error(tmp_path):
-    with pytest.raises(CommandError, match="No knowledge base is named 'nope'"):
+    with pytest.raises(CommandError, match="No knowledge base named 'nope'"):
         build("--kb", "nope", out=tmp_path / "t.jsonl")
 
 
@@ -232,7 +232,7 @@ def test_examples_from_the_solana_question_set_cite_the_right_pages(tmp_path):
     folder = SHARED_DATA / "qa" / "blockchain_solana"
     knowledge_base = make_knowledge_base("solana")
     document = add_file(knowledge_base, folder / "source_files" / "BlockchainSolana.pdf")
-    services.ingest_document(document.pk)
+    ingestion.ingest_document(document.pk)
     source = json.loads((folder / "rag_dataset.json").read_text())["examples"][:8]
     rows = [
         {"id": str(i), "question": e["query"], "reference_answer": e["reference_answer"],
@@ -249,7 +249,7 @@ def test_examples_from_the_solana_question_set_cite_the_right_pages(tmp_path):
         question = example["messages"][-2]["content"].split("Question: ")[1].split("\n")[0]
         reference = next(r for r in rows if r["question"].startswith(question[:60]))
         context_words = set(reference["reference_contexts"][0].lower().split())
-        passages = services.search_passages([knowledge_base], question, TOP_K)
+        passages = search.search_passages([knowledge_base], question, TOP_K)
         numbers = set(cited_numbers(example["messages"][-1]["content"]))
         assert numbers and numbers <= set(range(1, len(passages) + 1))
         # The cited passages overlap the context the reference answer was written from.

@@ -9,7 +9,7 @@ import time
 import pytest
 from django.db import connection
 
-from knowledge import services
+from knowledge import documents, indexing, ingestion
 from knowledge.models import Chunk, Document
 from tests.factories import add_text, make_knowledge_base
 
@@ -33,7 +33,7 @@ def test_deleting_a_document_mid_embedding_stops_its_ingestion_within_seconds(se
 
     def ingest() -> None:
         try:
-            outcome.append(services.ingest_document(document.pk))
+            outcome.append(ingestion.ingest_document(document.pk))
         finally:
             outcome.append(time.monotonic())
             connection.close()
@@ -44,11 +44,11 @@ def test_deleting_a_document_mid_embedding_stops_its_ingestion_within_seconds(se
     while Document.objects.get(pk=document.pk).progress < 45:  # embedding under way
         assert time.monotonic() < deadline and thread.is_alive()
         time.sleep(0.2)
-    services.delete_document(Document.objects.get(pk=document.pk))
+    documents.delete_document(Document.objects.get(pk=document.pk))
     deleted_at = time.monotonic()
     thread.join(timeout=120)
     result, stopped_at = outcome
     assert result is None
     assert stopped_at - deleted_at < 10, f"stopped {stopped_at - deleted_at:.1f} s after delete"
     assert not Chunk.objects.exists()
-    assert services.check_index(knowledge_base).problems == []
+    assert indexing.check_index(knowledge_base).problems == []

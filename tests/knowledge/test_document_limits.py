@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from knowledge import services
+from knowledge import ingestion
 from knowledge.models import Chunk, Document
 from tests.factories import add_text, make_knowledge_base
 
@@ -25,7 +25,7 @@ def test_a_one_line_html_page_over_the_character_limit_fails_quickly_with_a_reas
     page += "</p></body></html>"  # one line, over 5 million characters of text
     document = add_text(make_knowledge_base(), "huge.html", page)
     started = time.monotonic()
-    result = services.ingest_document(document.pk)
+    result = ingestion.ingest_document(document.pk)
     elapsed = time.monotonic() - started
     assert result.state == Document.State.FAILED
     assert "characters of text, more than the 5,000,000 one document may have" in result.error
@@ -37,7 +37,7 @@ def test_a_one_line_html_page_over_the_character_limit_fails_quickly_with_a_reas
 def test_a_document_over_the_chunk_limit_fails_with_a_reason(settings):
     settings.RAG_MAX_DOCUMENT_CHUNKS = 5
     text = "".join(f"## Rule {n}\n\n" + "Travel rule text. " * 60 + "\n\n" for n in range(20))
-    document = services.ingest_document(add_text(make_knowledge_base(), "rules.md", text).pk)
+    document = ingestion.ingest_document(add_text(make_knowledge_base(), "rules.md", text).pk)
     assert document.state == Document.State.FAILED
     assert "passages, more than the 5 one document may have" in document.error
     assert not Chunk.objects.exists()
@@ -46,5 +46,5 @@ def test_a_document_over_the_chunk_limit_fails_with_a_reason(settings):
 def test_a_document_within_the_limits_is_indexed(settings):
     settings.RAG_MAX_DOCUMENT_CHUNKS = 50
     text = "".join(f"## Rule {n}\n\n" + "Travel rule text. " * 60 + "\n\n" for n in range(20))
-    document = services.ingest_document(add_text(make_knowledge_base(), "rules.md", text).pk)
+    document = ingestion.ingest_document(add_text(make_knowledge_base(), "rules.md", text).pk)
     assert document.state == Document.State.INDEXED and 5 < document.chunk_count <= 50

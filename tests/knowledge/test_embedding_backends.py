@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge import services
+from knowledge import components, ingestion
 from knowledge.models import KnowledgeBase
 from retrieval.embedders import OnnxEmbedder
 from tests.factories import add_text, make_knowledge_base
@@ -28,14 +28,14 @@ def onnx_settings(settings, tiny_model):
 
 
 def test_the_onnx_backend_exports_into_the_data_folder(onnx_settings):
-    services._load_embedder.cache_clear()  # as in a fresh worker: the export happens here
-    embedder = services.get_embedder()
+    components._load_embedder.cache_clear()  # as in a fresh worker: the export happens here
+    embedder = components.get_embedder()
     assert isinstance(embedder, OnnxEmbedder)
     assert embedder.model_path.is_relative_to(onnx_settings.RAG_DATA_DIR / "models")
 
 
 def test_a_knowledge_base_records_the_backend_of_its_vectors(onnx_settings):
     knowledge_base = make_knowledge_base()
-    services.ingest_document(add_text(knowledge_base, "travel.md", TEXT).pk)
+    ingestion.ingest_document(add_text(knowledge_base, "travel.md", TEXT).pk)
     stored = KnowledgeBase.objects.get(pk=knowledge_base.pk).embedding_model
     assert stored == f"{onnx_settings.RAG_EMBEDDING_MODEL} (onnx)"

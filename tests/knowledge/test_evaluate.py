@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from generation.prompts import NOT_FOUND_ANSWER
-from knowledge import services
+from knowledge import indexing, ingestion
 from knowledge.models import Document
 from tests.conftest import SHARED_DATA
 from tests.factories import add_file, make_knowledge_base
@@ -34,7 +34,7 @@ def incidents():
     knowledge_base = make_knowledge_base("incidents")
     documents = {}
     for path in (ETIQUETTE, SEVERITY, EXTERNAL):
-        document = services.ingest_document(add_file(knowledge_base, path).pk)
+        document = ingestion.ingest_document(add_file(knowledge_base, path).pk)
         assert document.state == Document.State.INDEXED
         documents[path.stem] = document
     return knowledge_base, documents
@@ -184,7 +184,7 @@ def test_import_of_a_beir_subset_maps_relevant_documents_to_ours(tmp_path, capsy
     relevant = Document.objects.get(pk=rows[0]["relevant_doc_ids"][0])
     assert relevant.original_name == "31715818.txt"  # qrels/test.tsv: query 1 -> 31715818
     assert relevant.state == Document.State.INDEXED
-    assert services.check_index(relevant.knowledge_base).problems == []
+    assert indexing.check_index(relevant.knowledge_base).problems == []
     progress = capsys.readouterr().err
     assert "Ingesting the corpus: 100%" in progress and "5/5 [" in progress
     assert "Building the search indexes of 5 document(s)" in progress

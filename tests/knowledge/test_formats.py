@@ -12,7 +12,7 @@ import pptx
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from knowledge import answering, services
+from knowledge import answering, documents, indexing, ingestion, search, uploads
 from knowledge.models import Chunk, Document
 from tests.factories import make_knowledge_base, make_user
 from tests.knowledge.apiclient import token_client
@@ -28,8 +28,8 @@ def extractive_defaults(extractive_mode):
 
 
 def upload(knowledge_base, name: str, data: bytes) -> Document:
-    document = services.add_document(knowledge_base, name, io.BytesIO(data)).document
-    result = services.ingest_document(document.pk)
+    document = uploads.add_document(knowledge_base, name, io.BytesIO(data)).document
+    result = ingestion.ingest_document(document.pk)
     assert result is not None
     return result
 
@@ -92,7 +92,7 @@ def test_a_csv_file_is_indexed_as_one_page():
     data = b"Room,Capacity,Projector\nAtlas,12,yes\nBorealis,40,no\n"
     document = upload(knowledge_base, "rooms.csv", data)
     assert document.file_type == "csv" and document.page_count == 1
-    passages = services.search_passages([knowledge_base], "Borealis capacity")
+    passages = search.search_passages([knowledge_base], "Borealis capacity")
     assert passages and "Room: Borealis; Capacity: 40" in passages[0].text
 
 
@@ -120,8 +120,8 @@ def test_a_message_and_its_attachment_become_linked_documents():
     result = answering.answer_question("When does the parking garage close?", [knowledge_base])
     assert "22:00" in result["answer"]
     assert result["citations"][0]["document_id"] == attached.pk
-    assert services.check_index(knowledge_base).problems == []
-    services.delete_document(message)
+    assert indexing.check_index(knowledge_base).problems == []
+    documents.delete_document(message)
     assert not Document.objects.filter(pk=attached.pk).exists()
 
 
@@ -148,15 +148,15 @@ def test_a_scanned_pdf_is_searchable_and_progress_advances_per_page(settings):
     knowledge_base = make_knowledge_base()
     first, _ = draw_page(english_paragraphs(1))
     second, _ = draw_page(english_paragraphs(3)[2:])
-    document = services.add_document(
+    document = uploads.add_document(
         knowledge_base, "scan.pdf", io.BytesIO(image_pdf([first, second]))
     ).document
     reported: list[int] = []
-    document = services.ingest_document(document.pk, progress=reported.append)
+    document = ingestion.ingest_document(document.pk, progress=reported.append)
     assert document.state == Document.State.INDEXED and document.page_count == 2
     assert reported[:2] == [20, 40] and reported == sorted(reported)
     sentence = english_paragraphs(3)[2].split(". ")[0]
-    passages = services.search_passages([knowledge_base], sentence)
+    passages = search.search_passages([knowledge_base], sentence)
     assert passages[0].document_id == document.pk and passages[0].page == 2
 
 

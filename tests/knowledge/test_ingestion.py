@@ -6,7 +6,8 @@ import io
 
 import pytest
 
-from knowledge import services
+from knowledge import components, documents, indexing, ingestion, search, uploads
+from knowledge.errors import UploadRejectedError
 from knowledge.models import Chunk, Document
 from tests.conftest import PDFS
 from tests.factories import add_file, add_text, make_knowledge_base
@@ -24,7 +25,7 @@ Receipts for meals above 25 euros must be uploaded within 30 days.
 
 
 def ingest(document: Document) -> Document:
-    result = services.ingest_document(document.pk)
+    result = ingestion.ingest_document(document.pk)
     assert result is not None
     return result
 
@@ -38,13 +39,13 @@ def test_it_indexes_a_markdown_document_with_its_headings():
     assert document.chunk_count == len(chunks) == 2
     assert chunks[1].heading_path == "Travel policy › Expenses"
     assert "Receipts" in chunks[1].text
-    assert services.check_index(knowledge_base).problems == []
+    assert indexing.check_index(knowledge_base).problems == []
 
 
 def test_search_finds_the_passage_and_its_page():
     knowledge_base = make_knowledge_base()
     ingest(add_file(knowledge_base, PDFS / "naacl06-shinyama.pdf"))
-    passages = services.search_passages([knowledge_base], "unrestricted relation discovery")
+    passages = search.search_passages([knowledge_base], "unrestricted relation discovery")
     assert passages
     assert passages[0].page == 1
     assert passages[0].document_title
@@ -54,7 +55,7 @@ def test_the_same_content_is_not_ingested_twice():
     knowledge_base = make_knowledge_base()
     first = add_text(knowledge_base, "a.md", HANDBOOK)
     ingest(first)
-    again = services.add_document(knowledge_base, "copy.md", io.BytesIO(HANDBOOK.encode()))
+    again = uploads.add_document(knowledge_base, "copy.md", io.BytesIO(HANDBOOK.encode()))
     assert not again.created
     assert again.document.pk == first.pk
     assert Document.objects.count() == 1
@@ -64,11 +65,11 @@ def test_running_ingestion_again_leaves_no_duplicate_chunks():
     knowledge_base = make_knowledge_base()
     document = ingest(add_text(knowledge_base, "travel.md", HANDBOOK))
     ids_before = set(document.chunks.values_list("pk", flat=True))
-    services.reindex_document(document)
+    documents.queue_reindex(document)
     document = ingest(document)
     assert document.chunks.count() == document.chunk_count == 2
     assert set(document.chunks.values_list("pk", flat=True)).isdisjoint(ids_before)
-    assert services.check_index(knowledge_base).problems == []
+    assert indexing.check_index(knowledge_base).problems == []
 
 
 def test_a_password_protected_pdf_fails_with_a_clear_error_and_no_chunks():
@@ -95,10 +96,10 @@ def test_deleting_a_document_removes_it_from_database_and_indexes(
     keep = ingest(add_text(knowledge_base, "keep.md", "# Keep\n\nThe cafeteria opens at eight."))
     gone = ingest(add_text(knowledge_base, "gone.md", HANDBOOK))
     with django_capture_on_commit_callbacks(execute=True):  # the queued index publish
-        services.delete_document(gone)
+        documents.delete_document(gone)
     assert not Chunk.objects.filter(document_id=gone.pk).exists()
     knowledge_base.refresh_from_db()
-    pair = services.loaded_index(knowledge_base)
+    pair = indexing.loaded_index(knowledge_base)
     assert set(pair.dense.ids().tolist()) == set(keep.chunks.values_list("pk", flat=True))
     assert set(pair.sparse.ids().tolist()) == set(keep.chunks.values_list("pk", flat=True))
 
@@ -109,12 +110,12 @@ def test_disabling_a_document_takes_it_out_of_search_and_enabling_brings_it_back
     knowledge_base = make_knowledge_base()
     document = ingest(add_text(knowledge_base, "travel.md", HANDBOOK))
     with django_capture_on_commit_callbacks(execute=True):  # the queued index publish
-        services.set_document_enabled(document, False)
-    assert services.search_passages([knowledge_base], "receipts for meals") == []
-    assert services.check_index(knowledge_base).problems == []
+        documents.set_document_enabled(document, False)
+    assert search.search_passages([knowledge_base], "receipts for meals") == []
+    assert indexing.check_index(knowledge_base).problems == []
     with django_capture_on_commit_callbacks(execute=True):
-        services.set_document_enabled(document, True)
-    assert services.search_passages([knowledge_base], "receipts for meals")
+        documents.set_document_enabled(document, True)
+    assert search.search_passages([knowledge_base], "receipts for meals")
 
 
 def test_a_replacement_swaps_the_chunks_once_it_is_indexed():
@@ -129,24 +130,24 @@ def test_a_replacement_swaps_the_chunks_once_it_is_indexed():
         Chunk.objects.filter(knowledge_base=knowledge_base).values_list("text", flat=True)
     )
     assert "40 euros" in texts and "25 euros" not in texts
-    assert services.check_index(knowledge_base).problems == []
+    assert indexing.check_index(knowledge_base).problems == []
 
 
 def test_a_failed_replacement_keeps_the_old_version():
     knowledge_base = make_knowledge_base()
     old = ingest(add_text(knowledge_base, "travel.md", HANDBOOK))
     with (PDFS / "unreadablemetadata.pdf").open("rb") as handle:
-        new = services.add_document(knowledge_base, "travel.pdf", handle, replaces=old).document
+        new = uploads.add_document(knowledge_base, "travel.pdf", handle, replaces=old).document
     assert ingest(new).state == Document.State.FAILED
     assert Document.objects.get(pk=old.pk).state == Document.State.INDEXED
-    assert services.search_passages([knowledge_base], "receipts for meals")
+    assert search.search_passages([knowledge_base], "receipts for meals")
 
 
 def test_an_oversized_upload_is_refused_before_it_is_stored(settings):
     settings.RAG_MAX_UPLOAD_MB = 1
     knowledge_base = make_knowledge_base()
-    with pytest.raises(services.UploadRejectedError, match="1 MB"):
-        services.add_document(knowledge_base, "big.txt", io.BytesIO(b"a" * (1024 * 1024 + 1)))
+    with pytest.raises(UploadRejectedError, match="1 MB"):
+        uploads.add_document(knowledge_base, "big.txt", io.BytesIO(b"a" * (1024 * 1024 + 1)))
     assert not Document.objects.exists()
 
 
@@ -154,8 +155,8 @@ def test_no_chunk_is_longer_than_the_model_can_read():
     knowledge_base = make_knowledge_base()
     run_on = "x" * 20000 + " " + " ".join(["word"] * 3000)
     document = ingest(add_text(knowledge_base, "run-on.txt", run_on))
-    limit = services.get_embedder().max_tokens
-    counts = services.get_embedder().count_tokens(
+    limit = components.get_embedder().max_tokens
+    counts = components.get_embedder().count_tokens(
         list(document.chunks.values_list("text", flat=True))
     )
     assert max(counts) <= limit
@@ -164,10 +165,10 @@ def test_no_chunk_is_longer_than_the_model_can_read():
 def test_rebuild_index_restores_a_deleted_index_without_reembedding():
     knowledge_base = make_knowledge_base()
     ingest(add_text(knowledge_base, "travel.md", HANDBOOK))
-    services.get_index_store().drop(knowledge_base.pk)
-    assert services.check_index(knowledge_base).problems
-    services.rebuild_index(knowledge_base)
-    assert services.check_index(knowledge_base).problems == []
+    components.get_index_store().drop(knowledge_base.pk)
+    assert indexing.check_index(knowledge_base).problems
+    indexing.rebuild_index(knowledge_base)
+    assert indexing.check_index(knowledge_base).problems == []
 
 
 def test_check_index_reports_a_chunk_missing_from_the_indexes():
@@ -182,5 +183,5 @@ def test_check_index_reports_a_chunk_missing_from_the_indexes():
         token_count=1,
         embedding=chunk.embedding,
     )
-    problems = services.check_index(knowledge_base).problems
+    problems = indexing.check_index(knowledge_base).problems
     assert any("lacks 1 chunk" in problem for problem in problems)

@@ -11,7 +11,7 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from knowledge import answering, services
+from knowledge import answering, ingestion
 from knowledge.models import Document
 from tests.conftest import REPO_ROOT
 from tests.factories import add_text, make_knowledge_base
@@ -45,9 +45,9 @@ def value(samples, name: str, **labels) -> float:
 def test_metrics_after_real_ingestion_and_answers(client, extractive_mode, settings, llm_server):
     before = scrape(client)
     knowledge_base = make_knowledge_base("人事 handbook")
-    indexed = services.ingest_document(add_text(knowledge_base, "handbook.txt", HANDBOOK).pk)
+    indexed = ingestion.ingest_document(add_text(knowledge_base, "handbook.txt", HANDBOOK).pk)
     assert indexed.state == Document.State.INDEXED and indexed.chunk_count > 0
-    failed = services.ingest_document(add_text(knowledge_base, "blank.txt", " \n\n \n").pk)
+    failed = ingestion.ingest_document(add_text(knowledge_base, "blank.txt", " \n\n \n").pk)
     assert failed.state == Document.State.FAILED
     add_text(knowledge_base, "later.txt", "Parking. Staff park in the north lot.")  # queued
 

@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from knowledge import answering, services
+from knowledge import answering, components
 from knowledge.models import Conversation
 from tests.factories import make_knowledge_base, make_user
 from tests.knowledge.apiclient import (
@@ -180,7 +180,7 @@ def test_a_completion_counts_its_tokens_with_the_embedding_tokenizer(client, tra
     question = "Which class do employees fly?"
     body = chat(client, ("user", question)).json()
     usage = body["usage"]
-    count = services.get_embedder().count_tokens
+    count = components.get_embedder().count_tokens
     content = body["choices"][0]["message"]["content"]
     assert usage["completion_tokens"] == count([content])[0] > 0
     # The prompt is what the answer was drawn from: the question and the travel passage
@@ -199,7 +199,7 @@ def test_a_stream_sends_usage_last_when_asked_to_include_it(client, travel):
     assert all(chunk["usage"] is None for chunk in chunks)
     text = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks)
     tokens = usage_chunk["usage"]
-    assert tokens["completion_tokens"] == services.get_embedder().count_tokens([text])[0] > 0
+    assert tokens["completion_tokens"] == components.get_embedder().count_tokens([text])[0] > 0
     assert tokens["total_tokens"] == tokens["prompt_tokens"] + tokens["completion_tokens"]
     plain = sse_json(body_text(chat(client, ("user", "Flights?"), stream=True)))
     assert all("usage" not in data for _, data in plain[:-1])

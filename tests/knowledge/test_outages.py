@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
-from knowledge import services
+from knowledge import ingestion
 from knowledge.models import Document
 from tests.factories import add_text, make_knowledge_base, make_user
 from tests.knowledge.apiclient import token_client
@@ -93,15 +93,15 @@ def test_the_sweep_sends_documents_left_queued_again(
     fresh = add_text(knowledge_base, "other.md", "# Other\n\nSomething else entirely.")
     Document.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.recover_stalled_documents(include_queued=False) == [lost.pk]
+        assert ingestion.recover_stalled_documents(include_queued=False) == [lost.pk]
     assert Document.objects.get(pk=lost.pk).state == Document.State.INDEXED
     assert Document.objects.get(pk=fresh.pk).state == Document.State.QUEUED
-    assert services.recover_stalled_documents(include_queued=False) == []
+    assert ingestion.recover_stalled_documents(include_queued=False) == []
 
 
 def test_the_sweep_sends_a_document_once_per_period(settings):
     settings.RAG_REQUEUE_AFTER_SECONDS = 60
     document = add_text(make_knowledge_base(), "travel.md", TEXT)
     Document.objects.filter(pk=document.pk).update(updated_at=timezone.now() - timedelta(hours=1))
-    assert services.recover_stalled_documents(include_queued=False) == [document.pk]
-    assert services.recover_stalled_documents(include_queued=False) == []
+    assert ingestion.recover_stalled_documents(include_queued=False) == [document.pk]
+    assert ingestion.recover_stalled_documents(include_queued=False) == []

@@ -14,7 +14,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import services, tasks
+from knowledge import documents, indexing, ingestion, search, tasks
 from knowledge.locks import LockTimeoutError, knowledge_base_lock
 from knowledge.models import Document, KnowledgeBase
 from tests.factories import add_text, make_knowledge_base, make_user
@@ -56,14 +56,14 @@ def _hold(knowledge_base_id: int, held, release, seconds: float) -> None:
 
 def indexed(knowledge_base: KnowledgeBase, name: str) -> Document:
     """An indexed document of the travel policy (its name makes each one's content unique)."""
-    document = services.ingest_document(add_text(knowledge_base, name, f"{POLICY}\n{name}").pk)
+    document = ingestion.ingest_document(add_text(knowledge_base, name, f"{POLICY}\n{name}").pk)
     assert document is not None and document.state == Document.State.INDEXED
     return document
 
 
 def index_ids(knowledge_base: KnowledgeBase) -> set[int]:
     knowledge_base.refresh_from_db()
-    return set(services.loaded_index(knowledge_base).dense.ids().tolist())
+    return set(indexing.loaded_index(knowledge_base).dense.ids().tolist())
 
 
 def test_search_follows_the_document_state_before_the_publish_runs(
@@ -73,21 +73,21 @@ def test_search_follows_the_document_state_before_the_publish_runs(
     document = indexed(knowledge_base, "travel.md")
     chunk_ids = set(document.chunks.values_list("pk", flat=True))
     with django_capture_on_commit_callbacks() as queued:
-        services.set_document_enabled(document, False)
-        assert services.search_passages([knowledge_base], QUERY) == []
+        documents.set_document_enabled(document, False)
+        assert search.search_passages([knowledge_base], QUERY) == []
     assert chunk_ids <= index_ids(knowledge_base)  # the index still holds it: search filtered
     assert len(queued) == 1
     with django_capture_on_commit_callbacks() as queued:
-        services.set_document_enabled(document, True)
-        found = services.search_passages([knowledge_base], QUERY)  # the index still holds it
+        documents.set_document_enabled(document, True)
+        found = search.search_passages([knowledge_base], QUERY)  # the index still holds it
     assert {passage.document_id for passage in found} == {document.pk}
     with django_capture_on_commit_callbacks() as queued:
-        services.delete_document(document)
-        assert services.search_passages([knowledge_base], QUERY) == []
+        documents.delete_document(document)
+        assert search.search_passages([knowledge_base], QUERY) == []
     assert chunk_ids <= index_ids(knowledge_base)
     queued[0]()  # the publish
     assert index_ids(knowledge_base) == set()
-    assert services.check_index(knowledge_base).problems == []
+    assert indexing.check_index(knowledge_base).problems == []
 
 
 def test_an_enabled_document_is_found_once_the_publish_holds_it(
@@ -96,14 +96,14 @@ def test_an_enabled_document_is_found_once_the_publish_holds_it(
     knowledge_base = make_knowledge_base()
     document = indexed(knowledge_base, "travel.md")
     with django_capture_on_commit_callbacks(execute=True):
-        services.set_document_enabled(document, False)
+        documents.set_document_enabled(document, False)
     assert index_ids(knowledge_base) == set()
     with django_capture_on_commit_callbacks() as queued:
-        services.set_document_enabled(document, True)
-    assert services.search_passages([knowledge_base], QUERY) == []  # not published yet
+        documents.set_document_enabled(document, True)
+    assert search.search_passages([knowledge_base], QUERY) == []  # not published yet
     queued[0]()
-    assert services.search_passages([knowledge_base], QUERY)
-    assert services.check_index(knowledge_base).problems == []
+    assert search.search_passages([knowledge_base], QUERY)
+    assert indexing.check_index(knowledge_base).problems == []
 
 
 def timed(act) -> tuple[float, object]:
@@ -146,11 +146,11 @@ def test_pages_and_the_api_answer_at_once_while_another_process_holds_the_lock(
             published += queued
     print(f"{backend} lock held elsewhere:", {k: f"{v * 1000:.0f} ms" for k, v in timings.items()})
     assert max(timings.values()) < FAST, timings
-    assert services.search_passages([knowledge_base], QUERY) == []
+    assert search.search_passages([knowledge_base], QUERY) == []
     for publish in published:  # the queued tasks, once the lock is free
         publish()
     assert index_ids(knowledge_base) == set()
-    assert services.check_index(knowledge_base).problems == []
+    assert indexing.check_index(knowledge_base).problems == []
 
 
 def test_an_admin_bulk_action_queues_one_publish_per_knowledge_base(
@@ -176,7 +176,7 @@ def test_an_admin_bulk_action_queues_one_publish_per_knowledge_base(
         for publish in queued:
             publish()
         for knowledge_base in (first, second):
-            assert services.check_index(knowledge_base).problems == []
+            assert indexing.check_index(knowledge_base).problems == []
     assert not Document.objects.exists()
     assert index_ids(first) == index_ids(second) == set()
 
@@ -220,9 +220,9 @@ def test_a_lock_timeout_in_a_request_is_a_503_with_retry_after(settings, eager_c
     assert shown["Retry-After"] == str(LockTimeoutError.retry_after)
     assert "try again in a minute" in shown.content.decode()
     # The change itself was committed (search leaves it out); the next publish catches up.
-    assert services.search_passages([knowledge_base], QUERY) == []
-    services.sync_index(knowledge_base)
-    assert services.check_index(knowledge_base).problems == []
+    assert search.search_passages([knowledge_base], QUERY) == []
+    indexing.sync_index(knowledge_base)
+    assert indexing.check_index(knowledge_base).problems == []
 
 
 @pytest.mark.django_db(transaction=True)
@@ -269,4 +269,4 @@ def test_the_admins_delete_selected_removes_files_and_publishes_once_per_knowled
     assert not any(Path(path).exists() for path in files)
     for knowledge_base in (first, second):
         assert index_ids(knowledge_base) == set()
-        assert services.check_index(knowledge_base).problems == []
+        assert indexing.check_index(knowledge_base).problems == []

@@ -8,7 +8,7 @@ import threading
 import pytest
 from django.db import connection
 
-from knowledge import services
+from knowledge import documents, indexing, ingestion, search
 from tests.factories import add_text, make_knowledge_base
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,14 +22,14 @@ def test_a_document_indexed_again_never_vanishes_from_search(settings, eager_cel
     knowledge_base = make_knowledge_base()
     # Many chunks, so that writing the index takes long enough for searches to run meanwhile.
     text = NEEDLE + "".join(SECTION.format(n=n) for n in range(400))
-    document = services.ingest_document(add_text(knowledge_base, "heron.md", text).pk)
-    assert services.search_passages([knowledge_base], "greenhouse door code heron")
+    document = ingestion.ingest_document(add_text(knowledge_base, "heron.md", text).pk)
+    assert search.search_passages([knowledge_base], "greenhouse door code heron")
     done = threading.Event()
 
     def reindex() -> None:
         try:
             for _ in range(6):
-                services.reindex_document(document)  # eager: ingested here, then published
+                documents.queue_reindex(document)  # eager: ingested here, then published
         finally:
             done.set()
             connection.close()
@@ -39,9 +39,9 @@ def test_a_document_indexed_again_never_vanishes_from_search(settings, eager_cel
     searches = empty = 0
     while not done.is_set():
         searches += 1
-        if not services.search_passages([knowledge_base], "greenhouse door code heron"):
+        if not search.search_passages([knowledge_base], "greenhouse door code heron"):
             empty += 1
     thread.join()
     assert searches > 20
     assert empty == 0, f"{empty} of {searches} searches found nothing"
-    assert services.check_index(knowledge_base).problems == []
+    assert indexing.check_index(knowledge_base).problems == []

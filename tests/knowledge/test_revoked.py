@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import answering, services
+from knowledge import answering, documents, ingestion
 from knowledge.models import Conversation, KnowledgeBase
 from tests.factories import add_text, make_knowledge_base, make_user
 from tests.openai_server import Reply
@@ -24,8 +24,8 @@ def world():
     bob = make_user("bob")
     vault = make_knowledge_base("vault", members=[bob])
     garden = make_knowledge_base("garden", members=[bob])
-    services.ingest_document(add_text(vault, "vault.md", VAULT).pk)
-    services.ingest_document(add_text(garden, "garden.md", GARDEN).pk)
+    ingestion.ingest_document(add_text(vault, "vault.md", VAULT).pk)
+    ingestion.ingest_document(add_text(garden, "garden.md", GARDEN).pk)
     secret = answering.answer_question(
         "What is the launch code for nightingale?", [vault], user=bob
     )
@@ -55,13 +55,13 @@ def test_answers_quoting_a_revoked_base_are_hidden(world):
 def test_answers_citing_a_deleted_document_of_a_revoked_base_are_hidden(world):
     bob, vault, secret, kept, client = world
     vault.members.remove(bob)
-    services.delete_document(vault.documents.get())
+    documents.delete_document(vault.documents.get())
     assert "QUOKKA" not in page(client, secret["conversation"])
 
 
 def test_a_deleted_document_alone_does_not_hide_an_answer(world):
     bob, vault, secret, kept, client = world
-    services.delete_document(vault.documents.get())
+    documents.delete_document(vault.documents.get())
     assert "QUOKKA" in page(client, secret["conversation"])
 
 

@@ -1,10 +1,10 @@
-"""services.search_passages: the knowledge-base filter, access re-checked at the read, rerankers."""
+"""search.search_passages: the knowledge-base filter, access re-checked at the read, rerankers."""
 
 from __future__ import annotations
 
 import pytest
 
-from knowledge import services
+from knowledge import access, components, documents, ingestion, search
 from knowledge.models import Chunk, Document
 from retrieval.rerank import NoReranker, WindowReranker
 from tests.factories import add_text, make_knowledge_base, make_user
@@ -23,7 +23,7 @@ def fast_settings(settings):
 
 
 def ingested(knowledge_base, name: str, text: str) -> Document:
-    document = services.ingest_document(add_text(knowledge_base, name, text).pk)
+    document = ingestion.ingest_document(add_text(knowledge_base, name, text).pk)
     assert document is not None and document.state == Document.State.INDEXED
     return document
 
@@ -50,14 +50,14 @@ def knowledge_base_ids(passages) -> set[int]:
 
 def test_only_the_knowledge_bases_passed_in_are_searched(many_bases):
     chosen = many_bases[3:6]
-    passages = services.search_passages(chosen, QUERY, top_k=50)
+    passages = search.search_passages(chosen, QUERY, top_k=50)
     assert knowledge_base_ids(passages) == {kb.pk for kb in chosen}
-    everything = services.search_passages(many_bases, QUERY, top_k=50)
+    everything = search.search_passages(many_bases, QUERY, top_k=50)
     assert knowledge_base_ids(everything) == {kb.pk for kb in many_bases}
 
 
 def test_passages_carry_what_a_citation_needs(many_bases):
-    passage = services.search_passages(many_bases[:1], "team 0 budget", top_k=1)[0]
+    passage = search.search_passages(many_bases[:1], "team 0 budget", top_k=1)[0]
     chunk = Chunk.objects.select_related("document").get(pk=passage.chunk_id)
     assert passage.document_id == chunk.document_id
     assert passage.document_title == chunk.document.title
@@ -70,47 +70,47 @@ def test_a_user_gets_nothing_from_bases_they_cannot_read(many_bases):
     readable = many_bases[::4]
     for knowledge_base in readable:
         knowledge_base.members.add(member)
-    passages = services.search_passages(many_bases, QUERY, top_k=50, user=member)
+    passages = search.search_passages(many_bases, QUERY, top_k=50, user=member)
     assert knowledge_base_ids(passages) == {kb.pk for kb in readable}
 
 
 def test_access_is_checked_again_at_retrieval(many_bases):
     member = make_user("member")
     many_bases[0].members.add(member)
-    resolved = services.readable_knowledge_bases(member)
+    resolved = access.readable_knowledge_bases(member)
     many_bases[0].members.remove(member)  # access revoked after the caller resolved it
-    assert services.search_passages(resolved, QUERY, user=member) == []
+    assert search.search_passages(resolved, QUERY, user=member) == []
 
 
 def test_an_outsider_gets_no_passages(many_bases):
     outsider = make_user("outsider")
-    assert services.search_passages(many_bases, QUERY, top_k=50, user=outsider) == []
+    assert search.search_passages(many_bases, QUERY, top_k=50, user=outsider) == []
 
 
 def test_disabled_documents_are_not_returned(many_bases):
     document = many_bases[1].documents.get()
-    services.set_document_enabled(document, False)
-    passages = services.search_passages(many_bases[:3], QUERY, top_k=50)
+    documents.set_document_enabled(document, False)
+    passages = search.search_passages(many_bases[:3], QUERY, top_k=50)
     assert knowledge_base_ids(passages) == {many_bases[0].pk, many_bases[2].pk}
 
 
 def test_top_k_bounds_the_results(many_bases):
-    assert len(services.search_passages(many_bases, QUERY, top_k=4)) == 4
-    assert services.search_passages(many_bases, QUERY, top_k=0) == []
-    assert services.search_passages(many_bases, "   ") == []
+    assert len(search.search_passages(many_bases, QUERY, top_k=4)) == 4
+    assert search.search_passages(many_bases, QUERY, top_k=0) == []
+    assert search.search_passages(many_bases, "   ") == []
 
 
 def test_the_reranker_is_chosen_by_its_setting(settings):
-    assert isinstance(services.get_reranker(), NoReranker)
+    assert isinstance(components.get_reranker(), NoReranker)
     settings.RAG_RERANKER_MODEL = "window"
-    assert isinstance(services.get_reranker(), WindowReranker)
+    assert isinstance(components.get_reranker(), WindowReranker)
 
 
 def test_the_window_reranker_keeps_the_filter(settings, many_bases):
     settings.RAG_RERANKER_MODEL = "window"
     settings.RAG_RERANK_DEPTH = 30
     chosen = many_bases[5:8]
-    passages = services.search_passages(chosen, QUERY, top_k=5)
+    passages = search.search_passages(chosen, QUERY, top_k=5)
     assert passages and knowledge_base_ids(passages) <= {kb.pk for kb in chosen}
     scores = [passage.score for passage in passages]
     assert scores == sorted(scores, reverse=True)
@@ -127,5 +127,5 @@ def test_weighted_and_rrf_fusion_both_rank_the_best_match_first(settings):
         ingested(knowledge_base, name, text)
     for fusion in ("weighted", "rrf"):
         settings.RAG_FUSION = fusion
-        passages = services.search_passages([knowledge_base], "parental leave weeks", top_k=3)
+        passages = search.search_passages([knowledge_base], "parental leave weeks", top_k=3)
         assert passages[0].document_title == "Leave"

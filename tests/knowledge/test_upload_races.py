@@ -17,7 +17,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import services
+from knowledge import ingestion
 from knowledge.models import Document
 from tests.factories import add_text, make_knowledge_base, make_user
 from tests.knowledge.apiclient import token_client
@@ -99,7 +99,7 @@ def test_ten_parallel_api_uploads_of_one_file_answer_201_once_and_200_nine_times
 def test_check_index_reports_upload_files_no_document_names():
     knowledge_base = make_knowledge_base()
     kept = add_text(knowledge_base, "kept.md", "# Kept\n\nStill here.")
-    services.ingest_document(kept.pk)
+    ingestion.ingest_document(kept.pk)
     stray = Path(kept.file.path).with_name("0" * 64 + ".md")
     stray.write_text("left behind by an upload that died")
     call_command("check_index", stdout=StringIO())  # a fresh file may be an upload under way

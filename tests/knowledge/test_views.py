@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import answering, services
+from knowledge import answering, documents, indexing, ingestion, search, uploads
 from knowledge.models import Chunk, Document, Feedback, Message
 from rag_site.settings import default_embedding_model
 from tests.conftest import PDFS, REPO_ROOT
@@ -72,7 +72,7 @@ def upload(client: Client, knowledge_base, *files: SimpleUploadedFile, **extra):
 
 
 def ingested(document: Document) -> Document:
-    services.ingest_document(document.pk)
+    ingestion.ingest_document(document.pk)
     document.refresh_from_db()
     return document
 
@@ -214,13 +214,13 @@ def test_disable_enable_and_delete_from_the_document_list(
 
     assert act("disable").status_code == 302
     assert Document.objects.get(pk=document.pk).state == "disabled"
-    assert services.search_passages([handbook], "sick leave") == []
+    assert search.search_passages([handbook], "sick leave") == []
     act("enable")
     assert Document.objects.get(pk=document.pk).state == "indexed"
-    assert services.search_passages([handbook], "sick leave")
+    assert search.search_passages([handbook], "sick leave")
     act("delete")
     assert not Document.objects.filter(pk=document.pk).exists()
-    assert services.check_index(handbook).problems == []
+    assert indexing.check_index(handbook).problems == []
 
 
 def actions_offered(html: str, document: Document) -> list[str]:
@@ -235,7 +235,7 @@ def test_each_row_offers_only_the_actions_that_apply_to_its_state(owner, handboo
     indexed = ingested(add_text(handbook, "leave.md", HANDBOOK.decode()))
     failed = ingested(add_file(handbook, PDFS / "issue-848-truncated-at-50pct.pdf"))
     disabled = ingested(add_text(handbook, "old.md", "# Old\n\nAn old policy."))
-    services.set_document_enabled(disabled, False)
+    documents.set_document_enabled(disabled, False)
     queued = add_text(handbook, "new.md", "# New\n\nA new policy.")
     html = logged_in(owner).get(reverse("knowledge:knowledge_base", args=[handbook.pk])).text
     assert actions_offered(html, indexed) == ["disable", "reindex", "replace", "delete"]
@@ -319,7 +319,7 @@ def test_a_replacement_takes_the_place_of_the_document_once_indexed(
     assert not Document.objects.filter(pk=old.pk).exists()
     (replacement,) = Document.objects.all()
     assert replacement.original_name == "leave-2025.md" and replacement.state == "indexed"
-    assert "30 days" in services.search_passages([handbook], "paid leave days")[0].text
+    assert "30 days" in search.search_passages([handbook], "paid leave days")[0].text
 
 
 # --- Files and passages ---------------------------------------------------------------------------
@@ -338,7 +338,7 @@ def test_other_files_download_under_a_safe_name_and_never_render(member, handboo
     page = (
         b"<html><body><h1>Intranet</h1><script>alert(1)</script><p>Hello there.</p></body></html>"
     )
-    stored = services.add_document(
+    stored = uploads.add_document(
         handbook, '../../evil"\r\nX-Injected: 1.html', SimpleUploadedFile("x", page)
     ).document
     response = logged_in(member).get(reverse("knowledge:document_file", args=[stored.pk]))

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from knowledge import services
+from knowledge import dispatch, documents, indexing, search
 from knowledge.locks import knowledge_base_lock
 from knowledge.models import Chunk, Document
 from rag_site.celery import app
@@ -127,7 +127,7 @@ def test_a_worker_ingests_real_pdfs_sent_through_the_broker(worker):
     locked = add_file(knowledge_base, PDFS / "libreoffice-writer-password.pdf")
     scanned = add_file(knowledge_base, PDFS / "pdf-with-jbig2.pdf")
     for document in (paper, locked, scanned):
-        services.enqueue_ingestion(document)
+        dispatch.enqueue_ingestion(document)
     wait_for(settled(paper, locked, scanned), 180, worker)
 
     paper.refresh_from_db()
@@ -138,15 +138,15 @@ def test_a_worker_ingests_real_pdfs_sent_through_the_broker(worker):
     scanned.refresh_from_db()  # read with OCR by the worker
     assert scanned.state == Document.State.INDEXED
     assert "Doesn't" in scanned.chunks.get().text and scanned.chunks.get().page == 1
-    assert services.check_index(knowledge_base).problems == []
-    hits = services.search_passages([knowledge_base], "paraphrase acquisition named entities")
+    assert indexing.check_index(knowledge_base).problems == []
+    hits = search.search_passages([knowledge_base], "paraphrase acquisition named entities")
     assert hits and hits[0].document_id == paper.pk
 
 
 def test_a_worker_killed_mid_document_leaves_it_indexed_once_after_restart(worker):
     knowledge_base = make_knowledge_base("pdfs")
     document = add_file(knowledge_base, PDFS / "GeoTopo-komprimiert.pdf")
-    services.enqueue_ingestion(document)
+    dispatch.enqueue_ingestion(document)
 
     def embedding_under_way() -> bool:
         return 15 <= Document.objects.get(pk=document.pk).progress < 90
@@ -164,7 +164,7 @@ def test_a_worker_killed_mid_document_leaves_it_indexed_once_after_restart(worke
     assert len(orders) == len(set(orders)) == document.chunk_count > 0
     assert Chunk.objects.filter(knowledge_base=knowledge_base).count() == document.chunk_count
     assert document.attempts >= 2
-    assert services.check_index(knowledge_base).problems == []
+    assert indexing.check_index(knowledge_base).problems == []
 
 
 def test_a_document_whose_message_was_lost_is_sent_again_by_the_running_workers_sweep(worker):
@@ -182,16 +182,16 @@ def test_a_document_whose_message_was_lost_is_sent_again_by_the_running_workers_
 def test_a_worker_retries_an_index_publish_while_another_process_holds_the_lock(worker):
     knowledge_base = make_knowledge_base("pdfs")
     document = add_file(knowledge_base, PDFS / "naacl06-shinyama.pdf")
-    services.enqueue_ingestion(document)
+    dispatch.enqueue_ingestion(document)
     wait_for(settled(document), 180, worker)
     worker.kill()
     worker.env["RAG_LOCK_TIMEOUT"] = "1"
     worker.start()
     with knowledge_base_lock(knowledge_base.pk):  # this test process holds it
         started = time.monotonic()
-        services.set_document_enabled(document, False)  # queues the publish on commit
+        documents.set_document_enabled(document, False)  # queues the publish on commit
         assert time.monotonic() - started < 0.2
         wait_for(lambda: "retry: Retry in 2s" in worker.log(), 120, worker)
-    wait_for(lambda: services.check_index(knowledge_base).problems == [], 60, worker)
+    wait_for(lambda: indexing.check_index(knowledge_base).problems == [], 60, worker)
     knowledge_base.refresh_from_db()
-    assert len(services.loaded_index(knowledge_base).dense) == 0
+    assert len(indexing.loaded_index(knowledge_base).dense) == 0

@@ -6,8 +6,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from knowledge import answering, services
-from knowledge.models import KnowledgeBase
+from knowledge import answering
+from knowledge.management.knowledge_bases import knowledge_bases_named
 
 
 class Command(BaseCommand):
@@ -34,13 +34,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, question, kb, top_k, as_json, **options):
-        knowledge_bases = services.knowledge_bases_named(kb)
-        if missing := sorted(set(kb) - {base.name for base in knowledge_bases}):
-            known = ", ".join(KnowledgeBase.objects.values_list("name", flat=True)) or "none yet"
-            raise CommandError(
-                f"No knowledge base named {', '.join(missing)}. Known: {known}. "
-                "Create one with `manage.py ingest PATH --kb NAME`."
-            )
+        knowledge_bases = knowledge_bases_named(kb)
         if top_k is not None and top_k < 1:
             raise CommandError("--top-k must be at least 1.")
         try:

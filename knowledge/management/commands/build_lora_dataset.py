@@ -27,7 +27,8 @@ from generation.lora.dataset import (
 )
 from generation.lora.errors import TrainingDataError
 from generation.prompts import NOT_FOUND_ANSWER
-from knowledge import answering, services
+from knowledge import answering, indexing, search
+from knowledge.management.knowledge_bases import knowledge_base_named
 from knowledge.models import Feedback, KnowledgeBase, Message
 from retrieval.text import split_sentences
 from retrieval.types import Hit, Passage
@@ -96,10 +97,8 @@ class Command(BaseCommand):
     def handle(
         self, *args, kb, out, dataset, limit, top_k, no_generated, not_found_share, **options
     ):
-        knowledge_base = KnowledgeBase.objects.filter(name=kb).first()
-        if knowledge_base is None:
-            raise CommandError(f"No knowledge base is named {kb!r}.")
-        if not services.searchable_chunks(knowledge_base).exists():
+        knowledge_base = knowledge_base_named(kb)
+        if not indexing.searchable_chunks(knowledge_base).exists():
             raise CommandError(f"{kb} has no indexed document yet: ingest documents first.")
         if limit is not None and limit < 1 or top_k < 1:
             raise CommandError("--limit and --top-k must be at least 1.")
@@ -133,7 +132,7 @@ class ExampleBuilder:
         self.answered: list[tuple[str, str]] = []
 
     def search(self, question: str) -> list[Passage]:
-        return services.search_passages([self.knowledge_base], question, self.top_k)
+        return search.search_passages([self.knowledge_base], question, self.top_k)
 
     # --- (1) reference answers of an evaluation set ----------------------------------------
 
@@ -192,7 +191,7 @@ class ExampleBuilder:
         """passages with the given chunks added (in place of the lowest-ranked uncited ones)."""
         present = {p.chunk_id for p in passages}
         hits = [Hit(chunk_id, 0.0) for chunk_id in sorted(chunk_ids - present)]
-        extra = services.passages_for(hits, allowed=[self.knowledge_base.pk]) if hits else []
+        extra = search.passages_for(hits, allowed=[self.knowledge_base.pk]) if hits else []
         kept = list(passages)
         while len(kept) + len(extra) > self.top_k:
             uncited = [i for i, p in enumerate(kept) if p.chunk_id not in chunk_ids]
@@ -254,7 +253,7 @@ class ExampleBuilder:
             return report
         step = max(1, len(self.answered) // wanted)
         for question, answer in _progress(self.answered[::step][:wanted], "not found"):
-            candidates = services.search_passages(
+            candidates = search.search_passages(
                 [self.knowledge_base], question, self.top_k * NOT_FOUND_DEPTH
             )
             passages = not_found_passages(answer, candidates, self.top_k)
@@ -269,13 +268,13 @@ class ExampleBuilder:
     def _sample_passages(self, count: int) -> list[Passage]:
         """count chunks spread evenly over the knowledge base (every k-th by id)."""
         ids = list(
-            services.searchable_chunks(self.knowledge_base)
+            indexing.searchable_chunks(self.knowledge_base)
             .order_by("pk")
             .values_list("pk", flat=True)
         )
         step = max(1, len(ids) // count)
         hits = [Hit(chunk_id, 1.0) for chunk_id in ids[::step][:count]]
-        return services.passages_for(hits, allowed=[self.knowledge_base.pk])
+        return search.passages_for(hits, allowed=[self.knowledge_base.pk])
 
     def _full(self, report: SourceReport) -> bool:
         return self.limit is not None and len(report.examples) >= self.limit

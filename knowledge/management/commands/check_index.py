@@ -2,9 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from knowledge import services
-
-from .rebuild_index import selected_knowledge_bases
+from knowledge import indexing, uploads
+from knowledge.management.knowledge_bases import selected_knowledge_bases
 
 
 class Command(BaseCommand):
@@ -20,7 +19,7 @@ class Command(BaseCommand):
     def handle(self, *args, kb=None, **options):
         inconsistent = 0
         for knowledge_base in selected_knowledge_bases(kb):
-            report = services.check_index(knowledge_base)
+            report = indexing.check_index(knowledge_base)
             head = f"{report.knowledge_base}: version {report.version}, {report.chunks} chunk(s)"
             if report.problems:
                 inconsistent += 1
@@ -35,7 +34,7 @@ class Command(BaseCommand):
                 f"{inconsistent} knowledge base(s) differ from the database; "
                 "run `manage.py rebuild_index` to repair them"
             )
-        if orphans := services.orphan_upload_files():
+        if orphans := uploads.orphan_upload_files():
             self.stdout.write(f"uploads: {len(orphans)} upload file(s) belong to no document:")
             for name in orphans[:20]:
                 self.stdout.write(f"  - {name}")

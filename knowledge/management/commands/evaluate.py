@@ -14,7 +14,7 @@ from knowledge.evaluation import (
     load_dataset,
     write_report,
 )
-from knowledge.models import KnowledgeBase
+from knowledge.management.knowledge_bases import knowledge_base_named
 from knowledge.progress import progress
 
 
@@ -49,9 +49,7 @@ class Command(BaseCommand):
     def handle(self, *args, kb, dataset, out, judge, judge_model, limit, top_k, fail_under, **opts):
         if limit is not None and limit < 1 or top_k is not None and top_k < 1:
             raise CommandError("--limit and --top-k must be at least 1.")
-        knowledge_base = KnowledgeBase.objects.filter(name=kb).first()
-        if knowledge_base is None:
-            raise CommandError(f"No knowledge base named {kb!r}; create it with ingest first.")
+        knowledge_base = knowledge_base_named(kb)
         try:
             questions = load_dataset(dataset, limit)
             chosen = build_judge(judge, judge_model)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from knowledge import services
+from knowledge import indexing, ingestion, uploads
 from knowledge.models import Document, KnowledgeBase
 from knowledge.progress import progress
 
@@ -98,14 +98,14 @@ class Command(BaseCommand):
             if not text:
                 continue
             name = f"{row['_id']}.txt"
-            upload = services.add_document(knowledge_base, name, io.BytesIO(text.encode()))
+            upload = uploads.add_document(knowledge_base, name, io.BytesIO(text.encode()))
             document = upload.document
             if document.state == Document.State.QUEUED:
-                document = services.ingest_document(document.pk, publish=False) or document
+                document = ingestion.ingest_document(document.pk, publish=False) or document
             if document.state == Document.State.INDEXED:
                 ids[row["_id"]] = document.pk
         self.stderr.write(f"Building the search indexes of {len(ids)} document(s)…")
-        services.sync_index(knowledge_base)
+        indexing.sync_index(knowledge_base)
         return ids
 
     # --- llama-datasets -------------------------------------------------------------------------
@@ -118,9 +118,9 @@ class Command(BaseCommand):
         files = sorted(p for p in (source / "source_files").glob("*") if p.is_file())
         for path in progress(files, unit="file", desc="Ingesting the source files"):
             with path.open("rb") as handle:
-                document = services.add_document(knowledge_base, path.name, handle).document
+                document = uploads.add_document(knowledge_base, path.name, handle).document
             if document.state == Document.State.QUEUED:
-                document = services.ingest_document(document.pk) or document
+                document = ingestion.ingest_document(document.pk) or document
             if document.state != Document.State.INDEXED:
                 raise CommandError(f"{path.name} was not indexed: {document.error}")
         return [

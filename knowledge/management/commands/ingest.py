@@ -8,7 +8,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from knowledge import services
+from knowledge import ingestion, uploads
+from knowledge.errors import UploadRejectedError
 from knowledge.models import Document, KnowledgeBase
 from knowledge.progress import progress
 
@@ -61,7 +62,7 @@ def _hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def _showing_percent(bar: tqdm, path: Path) -> services.ProgressCallback:
+def _showing_percent(bar: tqdm, path: Path) -> ingestion.ProgressCallback:
     """Show a file's progress beside its name: scanned pages take seconds each to read."""
     return lambda percent: bar.set_postfix_str(f"{path.name[:40]} {percent}%")
 
@@ -70,20 +71,20 @@ def ingest_file(
     knowledge_base: KnowledgeBase,
     path: Path,
     password: str,
-    progress: services.ProgressCallback | None = None,
+    progress: ingestion.ProgressCallback | None = None,
 ) -> dict:
     row = {"file": str(path), "status": "failed", "pages": None, "chunks": 0, "error": None}
     try:
         with path.open("rb") as handle:
-            upload = services.add_document(knowledge_base, path.name, handle, password=password)
-    except (services.UploadRejectedError, OSError) as error:
+            upload = uploads.add_document(knowledge_base, path.name, handle, password=password)
+    except (UploadRejectedError, OSError) as error:
         row["error"] = str(error)
         return row
     document = upload.document
     if not upload.created and document.state != Document.State.QUEUED:
         row["status"] = "skipped"
     else:
-        document = services.ingest_document(document.pk, progress) or document
+        document = ingestion.ingest_document(document.pk, progress) or document
         row["status"] = document.state
     row.update(pages=document.page_count, chunks=document.chunk_count, error=document.error or None)
     if row["status"] == "skipped" and document.state == Document.State.FAILED:

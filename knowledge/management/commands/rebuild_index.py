@@ -3,7 +3,8 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from knowledge import services
+from knowledge import documents, indexing
+from knowledge.management.knowledge_bases import selected_knowledge_bases
 from knowledge.models import Document, KnowledgeBase
 
 
@@ -27,7 +28,7 @@ class Command(BaseCommand):
         for knowledge_base in selected_knowledge_bases(kb):
             if reembed:
                 failures += self.reembed(knowledge_base)
-            version = services.rebuild_index(knowledge_base)
+            version = indexing.rebuild_index(knowledge_base)
             knowledge_base.refresh_from_db()
             self.stdout.write(
                 f"{knowledge_base.name}: published index version {version} "
@@ -39,20 +40,11 @@ class Command(BaseCommand):
     def reembed(self, knowledge_base: KnowledgeBase) -> int:
         """Re-ingest the stale documents one by one (their old chunks stay searchable until each
         is replaced); return how many failed."""
-        stale = list(services.stale_documents(knowledge_base).values_list("pk", flat=True))
+        stale = list(indexing.stale_documents(knowledge_base).values_list("pk", flat=True))
         failures = 0
         for pk in tqdm(stale, unit="doc", desc=knowledge_base.name, disable=None):
-            document = services.reembed_document(pk)
+            document = documents.reembed_in_process(pk)
             if document is not None and document.state != Document.State.INDEXED:
                 failures += 1
                 self.stderr.write(f"{document}: {document.error}")
         return failures
-
-
-def selected_knowledge_bases(name: str | None) -> list[KnowledgeBase]:
-    knowledge_bases = KnowledgeBase.objects.all()
-    if name:
-        knowledge_bases = knowledge_bases.filter(name=name)
-        if not knowledge_bases.exists():
-            raise CommandError(f"No knowledge base is named {name!r}.")
-    return list(knowledge_bases)

@@ -1,0 +1,127 @@
+"""Every configurable library object, built from settings: the embedder, the OCR engine,
+the parse limits, the index store and the reranker, each loaded once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+
+from retrieval.embedders import Embedder, HashingEmbedder, OnnxEmbedder, SentenceTransformerEmbedder
+from retrieval.limits import ParseLimits
+from retrieval.ocr import TesseractOcr
+from retrieval.rerank import Candidate, CrossEncoderReranker, NoReranker, Reranker, WindowReranker
+from retrieval.store import IndexStore
+from retrieval.text import word_bigrams
+
+from .models import KnowledgeBase
+
+logger = logging.getLogger(__name__)
+
+
+EMBEDDERS: dict[str, Callable[[str], Embedder]] = {
+    "hashing": lambda name: HashingEmbedder(dimension=int(name.partition(":")[2] or 256)),
+}
+
+
+# What runs a real model (RAG_EMBEDDING_BACKEND). The ONNX backends export the model once into
+# RAG_DATA_DIR/models/ (shared by the workers of one machine) and load it from there after.
+EMBEDDING_BACKENDS: dict[str, Callable[[str], Embedder]] = {
+    "torch": lambda model: SentenceTransformerEmbedder(
+        model, batch_size=settings.RAG_EMBEDDING_BATCH_SIZE, threads=settings.RAG_EMBEDDING_THREADS
+    ),
+    "onnx": lambda model: _onnx_embedder(model, quantize=False),
+    "onnx-int8": lambda model: _onnx_embedder(model, quantize=True),
+}
+
+
+def _onnx_embedder(model: str, quantize: bool) -> OnnxEmbedder:
+    return OnnxEmbedder(
+        model,
+        settings.RAG_DATA_DIR / "models",
+        quantize=quantize,
+        batch_size=settings.RAG_EMBEDDING_BATCH_SIZE,
+        threads=settings.RAG_EMBEDDING_THREADS,
+    )
+
+
+def get_embedder() -> Embedder:
+    """The configured embedding model, loaded once per process."""
+    return _load_embedder(settings.RAG_EMBEDDING_MODEL, settings.RAG_EMBEDDING_BACKEND)
+
+
+def get_ocr(knowledge_base: KnowledgeBase | None = None) -> TesseractOcr | None:
+    """The OCR engine for scanned pages and images, in the knowledge base's languages or else
+    RAG_OCR_LANGUAGES; None when RAG_OCR_LANGUAGES is empty (OCR off)."""
+    if not settings.RAG_OCR_LANGUAGES:
+        return None
+    own = knowledge_base.ocr_languages if knowledge_base else ""
+    languages = own or settings.RAG_OCR_LANGUAGES
+    return TesseractOcr(languages, settings.RAG_OCR_DPI, settings.RAG_OCR_PAGE_TIMEOUT)
+
+
+def parse_limits() -> ParseLimits:
+    """What one uploaded file may cost to read."""
+    return ParseLimits(
+        unpacked_bytes=settings.RAG_MAX_UNPACKED_MB * 1024 * 1024,
+        xml_elements=settings.RAG_MAX_XML_ELEMENTS,
+        sheet_cells=settings.RAG_MAX_SHEET_CELLS,
+        image_pixels=settings.RAG_MAX_IMAGE_PIXELS,
+        image_pages=settings.RAG_MAX_IMAGE_PAGES,
+    )
+
+
+@functools.cache
+def _load_embedder(name: str, backend: str) -> Embedder:
+    factory = EMBEDDERS.get(name.partition(":")[0])
+    if factory:
+        return factory(name)
+    return EMBEDDING_BACKENDS[backend](name)
+
+
+def get_index_store() -> IndexStore:
+    return IndexStore(settings.RAG_DATA_DIR / "indexes")
+
+
+# The reranker for each value of RAG_RERANKER_MODEL; any other value names a cross-encoder.
+RERANKERS: dict[str, Callable[[str], Reranker]] = {
+    "": lambda name: NoReranker(),
+    "window": lambda name: WindowReranker(get_embedder()),
+}
+
+
+def get_reranker() -> Reranker:
+    """The configured reranker, loaded once per process."""
+    return _load_reranker(settings.RAG_RERANKER_MODEL, settings.RAG_EMBEDDING_MODEL)
+
+
+@functools.cache
+def _load_reranker(name: str, embedding_model: str) -> Reranker:
+    # Keyed by the embedding model too: the window reranker embeds with it.
+    factory = RERANKERS.get(name)
+    return factory(name) if factory else CrossEncoderReranker(name)
+
+
+def warm_up() -> None:
+    """With RAG_WARM_UP, load the embedding model, the reranker and the Chinese word segmenter
+    and run each once, so that a web worker's first question is as fast as the rest
+    (rag_site/wsgi.py and asgi.py call this as a worker starts); says in the log what it loaded
+    and how long it took."""
+    if not settings.RAG_WARM_UP:
+        return
+    started = time.perf_counter()
+    embedder = get_embedder()
+    embedder.embed(["warm up"])
+    reranker = get_reranker()
+    reranker.rerank("warm up", [Candidate(0, "warm up", 0.0)], 1)
+    word_bigrams("预热")  # jieba reads its dictionary on first use
+    logger.info(
+        "Warmed up in %.1f s: embedding model %s, reranker %s (RAG_WARM_UP)",
+        time.perf_counter() - started,
+        embedder.name,
+        settings.RAG_RERANKER_MODEL or "none",
+    )

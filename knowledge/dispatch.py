@@ -1,0 +1,68 @@
+"""Handing work to Celery workers once the current transaction commits.
+
+Tasks are looked up by name in the Celery app's registry (knowledge.apps imports
+knowledge.tasks at start-up), so this module does not import the tasks that import it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterable
+
+from celery import current_app
+from django.db import transaction
+from kombu.exceptions import KombuError
+
+from .models import Document
+
+logger = logging.getLogger(__name__)
+
+INGEST_TASK = "knowledge.tasks.ingest_document"
+SYNC_TASK = "knowledge.tasks.sync_index"
+
+
+def enqueue_ingestion(document: Document) -> None:
+    """Hand the document to a Celery worker once the current transaction commits. When the
+    broker cannot take the message (Redis down), the document stays queued, the failure is
+    logged, and the workers' sweep sends it again (recover_stalled_documents)."""
+    transaction.on_commit(lambda: _send_to_worker(document.pk))
+
+
+def _send_to_worker(document_id: int) -> None:
+    _send_task(
+        INGEST_TASK,
+        document_id,
+        "Cannot queue document %s for ingestion (%s); it stays queued and the workers' "
+        "sweep sends it again within RAG_REQUEUE_AFTER_SECONDS.",
+    )
+
+
+def _send_task(name: str, argument: int, cannot_queue: str) -> None:
+    """Run the task called name with argument in a worker; a broker that cannot take it is
+    logged with cannot_queue."""
+    task = current_app.tasks[name]
+    if task.app.conf.task_always_eager:
+        task.delay(argument)  # runs here: its errors are the caller's
+        return
+    try:
+        task.delay(argument)
+    except (KombuError, OSError) as error:
+        logger.warning(cannot_queue, argument, error)
+
+
+def publish_on_commit(knowledge_base_ids: Iterable[int]) -> None:
+    """Queue one tasks.sync_index per knowledge base once the current transaction commits: the
+    publish waits for the knowledge base's lock in a worker, never in a web request."""
+    for knowledge_base_id in sorted(set(knowledge_base_ids)):
+        transaction.on_commit(functools.partial(_send_sync, knowledge_base_id))
+
+
+def _send_sync(knowledge_base_id: int) -> None:
+    _send_task(
+        SYNC_TASK,
+        knowledge_base_id,
+        "Cannot queue the index publish of knowledge base %s (%s); search already leaves "
+        "disabled and deleted documents out, and the next publish (any change, or "
+        "`manage.py rebuild_index`) brings the indexes in line.",
+    )
