@@ -3,7 +3,7 @@ from django.urls import path, re_path
 from django.utils.functional import lazy
 from django.views.generic import RedirectView
 
-from . import views
+from . import chat_views, views
 
 app_name = "knowledge"
 
@@ -24,9 +24,9 @@ urlpatterns = [
         name="document_action",
     ),
     path("passages/<int:pk>/", views.passage, name="passage"),
-    path("chat/", views.chat, name="chat"),
-    path("chat/<int:pk>/", views.chat, name="conversation"),
-    path("chat/<int:pk>/delete/", views.conversation_delete, name="conversation_delete"),
-    path("chat/stream/", views.answer_stream, name="answer_stream"),
-    path("answers/<int:pk>/feedback/", views.feedback, name="feedback"),
+    path("chat/", chat_views.chat, name="chat"),
+    path("chat/<int:pk>/", chat_views.chat, name="conversation"),
+    path("chat/<int:pk>/delete/", chat_views.conversation_delete, name="conversation_delete"),
+    path("chat/stream/", chat_views.answer_stream, name="answer_stream"),
+    path("answers/<int:pk>/feedback/", chat_views.feedback, name="feedback"),
 ]

@@ -1,0 +1,34 @@
+"""What every HTML page shares: the signed-in request type, the page decorator, JSON
+negotiation and links to a document's file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+
+from .models import Document
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """The request of a login_required view, whose user is signed in (for the type checker)."""
+
+    user: User
+
+
+def page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A logged-in HTML page (knowledge.security adds the content security policy to every
+    response)."""
+    return login_required(view)
+
+
+def wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+def file_url(document: Document, page_number: int | None) -> str:
+    url = reverse("knowledge:document_file", args=[document.pk])
+    return f"{url}#page={page_number}" if document.file_type == "pdf" and page_number else url
