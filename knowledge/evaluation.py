@@ -374,32 +374,3 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
         return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
     return {"p50": at(0.5), "p95": at(0.95), "mean": round(statistics.fmean(ordered), 1)}
-
-
-def worst_questions(rows: list[dict[str, Any]], count: int = 10) -> list[dict[str, Any]]:
-    """The questions with the lowest faithfulness, then citation recall (failures first)."""
-
-    def key(row: dict[str, Any]) -> tuple[float, float, float]:
-        if "error" in row:
-            return (-1.0, -1.0, -1.0)
-        faith = (row.get("faithfulness") or {}).get("score")
-        recall = (row.get("citations") or {}).get("recall")
-        support = (row.get("faithfulness") or {}).get("support", 1.0)
-        return (
-            1.0 if faith is None else faith,
-            1.0 if recall is None else recall,
-            support,
-        )
-
-    return sorted(rows, key=key)[:count]
-
-
-def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """Write out_dir/report.json and out_dir/report.html; returns both paths."""
-    from .evaluation_report import render_report_html
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, html_path = out_dir / "report.json", out_dir / "report.html"
-    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
-    html_path.write_text(render_report_html(report), encoding="utf-8")
-    return json_path, html_path

@@ -1,9 +1,12 @@
-"""report.html of an evaluation: one static page (styles and SVG plots inline, no scripts, no
-links to fetch), so it reads the same offline, attached to an email or opened from CI artifacts."""
+"""The report of an evaluation: report.json, and report.html, one static page (styles and SVG
+plots inline, no scripts, no links to fetch), so it reads the same offline, attached to an email
+or opened from CI artifacts."""
 
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 from django.template.loader import render_to_string
@@ -29,10 +32,35 @@ LATENCY_STAGES = (
 )
 
 
+def worst_questions(rows: list[dict[str, Any]], count: int = 10) -> list[dict[str, Any]]:
+    """The questions with the lowest faithfulness, then citation recall (failures first)."""
+
+    def key(row: dict[str, Any]) -> tuple[float, float, float]:
+        if "error" in row:
+            return (-1.0, -1.0, -1.0)
+        faith = (row.get("faithfulness") or {}).get("score")
+        recall = (row.get("citations") or {}).get("recall")
+        support = (row.get("faithfulness") or {}).get("support", 1.0)
+        return (
+            1.0 if faith is None else faith,
+            1.0 if recall is None else recall,
+            support,
+        )
+
+    return sorted(rows, key=key)[:count]
+
+
+def write_report(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write out_dir/report.json and out_dir/report.html; returns both paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = out_dir / "report.json", out_dir / "report.html"
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    html_path.write_text(render_report_html(report), encoding="utf-8")
+    return json_path, html_path
+
+
 def render_report_html(report: dict[str, Any], worst: int = 10) -> str:
     """The report as one self-contained HTML page."""
-    from .evaluation import worst_questions
-
     rows = report["questions"]
     context = {
         "report": report,

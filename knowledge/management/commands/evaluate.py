@@ -7,13 +7,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from knowledge.evaluation import (
-    EvaluationError,
-    EvaluationRun,
-    build_judge,
-    load_dataset,
-    write_report,
-)
+from knowledge.evaluation import EvaluationError, EvaluationRun, build_judge, load_dataset
+from knowledge.evaluation_report import write_report
 from knowledge.management.knowledge_bases import knowledge_base_named
 from knowledge.progress import progress
 
