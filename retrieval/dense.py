@@ -15,11 +15,13 @@ trained again when the index has grown fourfold since, and the database can alwa
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import faiss
 import numpy as np
@@ -39,6 +41,19 @@ _RETRAIN_GROWTH = 4  # train the centroids again once the index is this many tim
 _POINTS_PER_LIST = 39  # FAISS's minimum training points per centroid
 _TRAINING_POINTS_PER_LIST = 64  # k-means sample per centroid: enough, and fast at 1M vectors
 _SEED = 1234  # fixed, so that a rebuild from the same vectors gives the same index
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _locked(method: _Method) -> _Method:
+    """Run an index method under the index's lock."""
+
+    @functools.wraps(method)
+    def locked(self: FaissIndex, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return cast(_Method, locked)
 
 
 def _flat_index(dimension: int) -> Any:
@@ -68,7 +83,8 @@ class FaissIndex:
     Raises:
         ValueError: for a dimension <= 0, an unknown kind, a negative threshold or probes < 1.
 
-    Not safe for adding or removing while another thread searches.
+    Searching and changing are serialised by a lock, so a loaded index can take a published
+    delta while other threads search it.
 
     Example:
         >>> index = FaissIndex(dimension=3)
@@ -95,6 +111,7 @@ class FaissIndex:
         self.ann_threshold = ann_threshold
         self.probes = probes
         self.trained_count = 0  # vectors held when the IVF centroids were trained
+        self._lock = threading.RLock()
         self._index = _flat_index(dimension)
         self._ids: set[int] = set()
         if kind == "ivf":
@@ -103,12 +120,14 @@ class FaissIndex:
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
+    @_locked
     def ids(self) -> np.ndarray:
         """Return the chunk ids in the index, ascending (int64)."""
         if self.kind == "flat":
             return np.sort(faiss.vector_to_array(self._index.id_map).astype(np.int64))
         return np.sort(np.fromiter(self._ids, dtype=np.int64, count=len(self._ids)))
 
+    @_locked
     def vectors(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Return the stored (normalised) vectors of the given chunk ids, in that order.
 
@@ -127,6 +146,7 @@ class FaissIndex:
         positions = np.searchsorted(stored_ids, wanted, sorter=order)
         return self._index.index.reconstruct_n(0, len(self))[order[positions]]
 
+    @_locked
     def add(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray) -> None:
         """Index vectors; an id already present is replaced.
 
@@ -149,6 +169,7 @@ class FaissIndex:
         self._ids.update(id_array.tolist())
         self._apply_threshold()
 
+    @_locked
     def remove(self, ids: Sequence[int] | np.ndarray) -> int:
         """Remove vectors by chunk id and return how many were present.
 
@@ -208,6 +229,7 @@ class FaissIndex:
             raise ValueError("search takes one query vector; use search_batch for several.")
         return self.search_batch(vector[np.newaxis, :], k)[0]
 
+    @_locked
     def search_batch(self, queries: np.ndarray, k: int = 10) -> list[list[Hit]]:
         """Return the hits of each row of `queries` (shape (q, dimension)), as for `search`.
 
@@ -222,6 +244,7 @@ class FaissIndex:
         scores, ids = self._index.search(matrix, min(k, len(self)))
         return [_hits(row_scores, row_ids) for row_scores, row_ids in zip(scores, ids, strict=True)]
 
+    @_locked
     def save(self, path: Path) -> None:
         """Write the index into directory `path` (created if missing), files fsynced.
 
