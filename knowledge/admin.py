@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils.html import format_html
 
-from . import dispatch, documents, uploads
+from . import documents, uploads
 from .forms import upload_problem
 from .models import Chunk, Conversation, Document, Feedback, KnowledgeBase, Message
 from .security import AdminLoginForm
@@ -93,6 +93,10 @@ class DocumentUploadForm(forms.ModelForm):
         model = Document
         fields = ("knowledge_base", "file")
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["file"].allow_empty_file = True  # the upload rule says why, as elsewhere
+
     def clean_file(self):
         upload = self.cleaned_data["file"]
         if problem := upload_problem(upload):
@@ -163,17 +167,15 @@ class DocumentAdmin(ScopedAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        # The form has refused empty and oversized files, so the service stores this one.
+        # The form has applied the upload rule, so the service stores this one.
         upload = form.cleaned_data["file"]
-        stored = uploads.add_document(
+        stored = uploads.store_and_queue(
             form.cleaned_data["knowledge_base"],
             upload.name,
             upload,
             user=request.user,
             password=form.cleaned_data.get("password", ""),
         )
-        if stored.document.state == Document.State.QUEUED:
-            dispatch.enqueue_ingestion(stored.document)
         if not stored.created:
             messages.warning(request, f"The same file is already there as {stored.document}.")
         obj.pk = stored.document.pk

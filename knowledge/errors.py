@@ -8,7 +8,12 @@ from collections.abc import Iterable
 
 
 class UploadRejectedError(Exception):
-    """An upload was refused before it was stored; the message says why."""
+    """An upload was refused before it was stored; the message says why, and kind (one of
+    knowledge.uploads.Refusal) lets each surface choose its own status or wording."""
+
+    def __init__(self, message: str, kind: str = "rejected") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class DocumentDeletedError(Exception):

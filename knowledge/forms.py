@@ -2,53 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import PurePath
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-# File types the parsers read (retrieval.parsing sniffs the content again at ingestion).
+from .uploads import upload_refusal
+
 MAX_ID = 2**63 - 1  # the largest primary key the databases store
-ACCEPTED_SUFFIXES = (
-    *(".pdf", ".docx", ".pptx", ".xlsx", ".csv", ".tsv", ".eml"),
-    *(".html", ".htm", ".md", ".markdown", ".txt", ".text"),
-    *(".png", ".jpg", ".jpeg", ".tif", ".tiff"),
-)
-
-
-def refused_type(name: str) -> str:
-    """Why a file of a type we do not read is refused: what was uploaded and what would be read
-    (the upload page's script says the same)."""
-    suffix = PurePath(name).suffix.lower()
-    names = {"name": name, "type": suffix, "accepted": " ".join(ACCEPTED_SUFFIXES)}
-    if suffix:
-        refused = _("%(name)s is a %(type)s file, which cannot be read; upload %(accepted)s files.")
-    else:
-        refused = _(
-            "%(name)s has no file type ending (such as .pdf), so it cannot be read; "
-            "upload %(accepted)s files."
-        )
-    return refused % names
 
 
 def upload_problem(upload: UploadedFile) -> str | None:
-    """Why an uploaded file is refused before it is stored, in one sentence; None if it is fine."""
-    name = PurePath(upload.name or "").name
-    suffix = PurePath(name).suffix.lower()
-    if suffix not in ACCEPTED_SUFFIXES:
-        return refused_type(name)
-    if upload.size is not None and upload.size > settings.RAG_MAX_UPLOAD_MB * 1024 * 1024:
-        return _("%(name)s is larger than the %(mb)s MB upload limit.") % {
-            "name": name,
-            "mb": settings.RAG_MAX_UPLOAD_MB,
-        }
-    if not upload.size:
-        return _("%(name)s is empty.") % {"name": name}
-    return None
+    """Why an uploaded file is refused before it is stored (the upload rule,
+    knowledge.uploads.refusal), in one sentence; None if it is fine."""
+    refused = upload_refusal(upload)
+    return str(refused) if refused else None
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -79,7 +49,8 @@ class ReplaceForm(forms.Form):
     """A new file that replaces a document once it is indexed."""
 
     file = forms.FileField(
-        error_messages={"required": gettext_lazy("Choose the file that replaces it.")}
+        allow_empty_file=True,  # the upload rule says why, as elsewhere
+        error_messages={"required": gettext_lazy("Choose the file that replaces it.")},
     )
 
     def clean_file(self) -> UploadedFile:

@@ -1,12 +1,18 @@
-"""Storing uploaded files as queued documents, deduplicated by content."""
+"""Storing uploaded files as queued documents, deduplicated by content.
+
+One rule decides what may be stored (`refusal`): every surface - the pages, the API, the admin
+and `manage.py ingest` - goes through add_document, which applies it, and maps the kind of a
+refusal to its own status or message.
+"""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import IO
 
 from django.conf import settings
@@ -14,8 +20,87 @@ from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
+from .dispatch import enqueue_ingestion
 from .errors import UploadRejectedError
 from .models import Document, KnowledgeBase
+
+# File types the parsers read (retrieval.parsing sniffs the content again at ingestion).
+ACCEPTED_SUFFIXES = (
+    *(".pdf", ".docx", ".pptx", ".xlsx", ".csv", ".tsv", ".eml"),
+    *(".html", ".htm", ".md", ".markdown", ".txt", ".text"),
+    *(".png", ".jpg", ".jpeg", ".tif", ".tiff"),
+)
+# How a file of these types begins; one that begins otherwise is not of its type.
+MAGIC = {
+    ".pdf": (b"%PDF",),
+    **dict.fromkeys((".docx", ".pptx", ".xlsx"), (b"PK\x03\x04",)),
+    ".png": (b"\x89PNG",),
+    **dict.fromkeys((".jpg", ".jpeg"), (b"\xff\xd8\xff",)),
+    **dict.fromkeys((".tif", ".tiff"), (b"II*\x00", b"MM\x00*")),
+}
+HEAD_BYTES = 1024  # what the type check reads of a file
+
+
+class Refusal(enum.StrEnum):
+    """Why an upload is refused: each surface maps the kind to its own status or wording."""
+
+    WRONG_TYPE = "wrong_type"  # a file type ingestion does not read
+    WRONG_CONTENT = "wrong_content"  # named .pdf (say) but something else inside
+    TOO_LARGE = "too_large"  # over RAG_MAX_UPLOAD_MB
+    EMPTY = "empty"
+
+
+def refusal(name: str, size: int | None = None, head: bytes = b"") -> UploadRejectedError | None:
+    """The one upload rule: why a file called name, of size bytes (None: not known yet) and
+    beginning with head, is refused; None if it may be stored."""
+    name = PurePath(name or "").name
+    suffix = PurePath(name).suffix.lower()
+    if suffix not in ACCEPTED_SUFFIXES:
+        return UploadRejectedError(refused_type(name), Refusal.WRONG_TYPE)
+    if size is not None and size > settings.RAG_MAX_UPLOAD_MB * 1024 * 1024:
+        return UploadRejectedError(too_large(name), Refusal.TOO_LARGE)
+    if size == 0:
+        return UploadRejectedError(_("%(name)s is empty.") % {"name": name}, Refusal.EMPTY)
+    magic = MAGIC.get(suffix)
+    if head and magic and not any(m in head for m in magic):
+        message = _("%(name)s is named %(type)s but its content is not of that type.")
+        return UploadRejectedError(message % {"name": name, "type": suffix}, Refusal.WRONG_CONTENT)
+    return None
+
+
+def refused_type(name: str) -> str:
+    """Why a file of a type we do not read is refused: what was uploaded and what would be read
+    (the upload page's script says the same)."""
+    suffix = PurePath(name).suffix.lower()
+    names = {"name": name, "type": suffix, "accepted": " ".join(ACCEPTED_SUFFIXES)}
+    if suffix:
+        refused = _("%(name)s is a %(type)s file, which cannot be read; upload %(accepted)s files.")
+    else:
+        refused = _(
+            "%(name)s has no file type ending (such as .pdf), so it cannot be read; "
+            "upload %(accepted)s files."
+        )
+    return refused % names
+
+
+def too_large(name: str | None = None) -> str:
+    """Why a file over the upload limit is refused (name: when it is known)."""
+    if name is None:
+        return _("The file is larger than the %(mb)s MB upload limit.") % {
+            "mb": settings.RAG_MAX_UPLOAD_MB
+        }
+    return _("%(name)s is larger than the %(mb)s MB upload limit.") % {
+        "name": name,
+        "mb": settings.RAG_MAX_UPLOAD_MB,
+    }
+
+
+def upload_refusal(upload) -> UploadRejectedError | None:
+    """The upload rule applied to a Django UploadedFile (name, size and first bytes), for forms
+    that refuse a file before anything is stored."""
+    head = upload.read(HEAD_BYTES)
+    upload.seek(0)
+    return refusal(upload.name or "", upload.size, head)
 
 
 @dataclass
@@ -36,12 +121,10 @@ def add_document(
     """Store an upload as a queued Document, unless the same content is already in the base.
 
     A failed copy of the same content is queued again (with the new password, if given).
-    Raises UploadRejectedError for an empty or oversized file.
+    Raises UploadRejectedError (with its Refusal kind) for what the upload rule refuses.
     """
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
-        digest, size = _copy_and_hash(content, spool)
-        if size == 0:
-            raise UploadRejectedError(_("%(name)s is empty.") % {"name": name})
+        digest, size = _copy_and_hash(name, content, spool)
         existing = knowledge_base.documents.filter(sha256=digest).first()
         if existing:
             return UploadResult(_requeue_if_failed(existing, password), created=False)
@@ -73,19 +156,31 @@ def add_document(
     return UploadResult(document, created=True)
 
 
-def _copy_and_hash(source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:
-    limit = settings.RAG_MAX_UPLOAD_MB * 1024 * 1024
-    digest, size = hashlib.sha256(), 0
+def _copy_and_hash(name: str, source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:
+    """Copy source to target and return its sha256 and size, applying the upload rule to the
+    first block, to the size as it grows (a large body stops at the limit) and at the end."""
+    digest, size, head = hashlib.sha256(), 0, b""
     while block := source.read(1024 * 1024):
+        head = head or block[:HEAD_BYTES]
         size += len(block)
-        if size > limit:
-            raise UploadRejectedError(
-                _("The file is larger than the %(mb)s MB upload limit.")
-                % {"mb": settings.RAG_MAX_UPLOAD_MB}
-            )
+        if refused := refusal(name, size, head):
+            raise refused
         digest.update(block)
         target.write(block)
+    if refused := refusal(name, size, head):
+        raise refused
     return digest.hexdigest(), size
+
+
+def store_and_queue(knowledge_base: KnowledgeBase, name: str, content: IO[bytes], **details):
+    """Store an upload (add_document, with its keyword details) and queue its ingestion once
+    the transaction commits when it is new or failed before: what every surface that accepts
+    files does. Raises UploadRejectedError as add_document does."""
+    with transaction.atomic():
+        stored = add_document(knowledge_base, name, content, **details)
+        if stored.document.state == Document.State.QUEUED:
+            enqueue_ingestion(stored.document)
+    return stored
 
 
 def _requeue_if_failed(document: Document, password: str) -> Document:

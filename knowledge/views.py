@@ -23,10 +23,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from . import dispatch, documents, uploads
+from . import documents, uploads
 from .document_errors import translated_error
 from .errors import UploadRejectedError
-from .forms import ACCEPTED_SUFFIXES, MAX_ID, ReplaceForm, UploadForm, upload_problem
+from .forms import MAX_ID, ReplaceForm, UploadForm
 from .models import Chunk, Document, KnowledgeBase
 from .pages import file_url, page, wants_json
 
@@ -155,7 +155,7 @@ def upload(request: HttpRequest, pk: int) -> HttpResponse:
             "knowledge/upload.html",
             {
                 "knowledge_base": knowledge_base,
-                "accepted": ",".join(ACCEPTED_SUFFIXES),
+                "accepted": ",".join(uploads.ACCEPTED_SUFFIXES),
                 "max_upload_mb": settings.RAG_MAX_UPLOAD_MB,
                 "max_upload_bytes": settings.RAG_MAX_UPLOAD_MB * 1024 * 1024,
             },
@@ -187,19 +187,14 @@ def receive_uploads(request: HttpRequest, knowledge_base: KnowledgeBase) -> Http
 def store_upload(knowledge_base: KnowledgeBase, upload, user, password: str = "", replaces=None):
     """Store one uploaded file and queue its ingestion; a dict that says what happened."""
     result: dict = {"name": upload.name, "error": None, "message": "", "document": None}
-    if problem := upload_problem(upload):
-        result["error"] = problem
-        return result
     try:
-        stored = uploads.add_document(
+        stored = uploads.store_and_queue(
             knowledge_base, upload.name, upload, user=user, password=password, replaces=replaces
         )
     except UploadRejectedError as error:
         result["error"] = str(error)
         return result
     document = stored.document
-    if document.state == Document.State.QUEUED:
-        dispatch.enqueue_ingestion(document)
     if stored.created:
         result["message"] = _("%(name)s is queued for indexing.") % {"name": upload.name}
     else:

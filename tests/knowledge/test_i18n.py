@@ -24,8 +24,8 @@ from knowledge import answering
 from knowledge.catalogues import SIMPLIFIED, read_catalogue
 from knowledge.document_errors import FIXED_ERRORS
 from knowledge.models import Conversation, Document, Message
-from tests.conftest import REPO_ROOT
-from tests.factories import add_text, make_knowledge_base, make_user
+from tests.conftest import PDFS, REPO_ROOT
+from tests.factories import add_file, make_knowledge_base, make_user
 from tests.knowledge.apiclient import indexed_text, sse_json, token_client
 from tests.openai_server import Reply
 
@@ -188,7 +188,7 @@ def test_the_scripts_get_their_words_in_the_interface_language(client):
 
 
 def test_a_failed_documents_reason_is_in_the_interface_language(member, handbook):
-    document = add_text(handbook, "report.pdf", "not really a PDF")
+    document = add_file(handbook, PDFS / "issue-848-truncated-at-50pct.pdf")
     reason = "The PDF is truncated or damaged and could not be read."
     Document.objects.filter(pk=document.pk).update(state=Document.State.FAILED, error=reason)
     client = logged_in(member)

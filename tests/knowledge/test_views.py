@@ -143,7 +143,7 @@ def test_a_file_that_cannot_be_parsed_reports_why_in_its_status(
 ):
     client = logged_in(owner)
     with django_capture_on_commit_callbacks(execute=True):
-        response = upload(client, handbook, SimpleUploadedFile("report.pdf", b"\x00\x01" * 600))
+        response = upload(client, handbook, SimpleUploadedFile("report.txt", b"\x00\x01" * 600))
     status = client.get(response.json()["results"][0]["document"]["status_url"]).json()
     assert status["state"] == "failed"
     assert status["error"] == "The file looks like binary data, not a document we can read."
@@ -511,7 +511,7 @@ def test_an_answer_streams_as_server_sent_events_with_sources_deltas_and_done(
 ):
     response = ask(logged_in(member), "How do I report sick leave?", [indexed_handbook])
     assert response.status_code == 200
-    assert response["Content-Type"] == "text/event-stream"
+    assert response["Content-Type"] == "text/event-stream; charset=utf-8"
     assert response["Cache-Control"] == "no-cache" and response["X-Accel-Buffering"] == "no"
     assert response.streaming
     stream = events(response)
