@@ -128,6 +128,25 @@ bench: $(STAMP)
 	$(PY) bench/scale.py --sizes $(BENCH_SIZES)
 	$(PY) -m bench.judge
 
+# The retrieval bench with every peer (LlamaIndex, Haystack 2, LangChain) in an environment of its
+# own, so that the product's never holds them. llama-index-retrievers-bm25 asks for PyStemmer < 3
+# where the lock has 3.1: it is installed without its dependencies and runs on 3.1.
+PEERS := .venv-peers
+PEERS_STAMP := $(PEERS)/.installed
+$(PEERS_STAMP): pyproject.toml requirements.lock
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install -q torch==2.13.0
+	$(PEERS)/bin/python -m pip install -q -c requirements.lock -e '.[bench-peers]'
+	$(PEERS)/bin/python -m pip install -q --no-deps 'llama-index-retrievers-bm25>=0.8,<0.9'
+	touch $(PEERS_STAMP)
+
+.PHONY: bench-peers
+bench-peers: $(PEERS_STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 nice -n 10 $(PEERS)/bin/python bench/retrieval.py \
+		--beir ../shared/data/scifact --skip-rerank
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 nice -n 10 $(PEERS)/bin/python bench/retrieval.py \
+		--beir ../shared/data/cmrc2018 --skip-rerank
+
 # The fixed evaluation set: the Solana QA set imported as a knowledge base, every question
 # through the answering service, report in var/eval/; fails below EVAL_FAIL_UNDER faithfulness.
 # Then the judges' own check on labelled hallucinations (bench/judge.py).

@@ -1,26 +1,35 @@
-"""Retrieval quality and speed on a BEIR dataset: our BM25, dense and hybrid against LangChain's.
+"""Retrieval quality and speed on a BEIR dataset: our search beside LangChain's, LlamaIndex's and
+Haystack's, in one run.
 
-Usage: python bench/retrieval.py --beir DIR [--json] [--limit-docs N] [--limit-queries N]
-                                 [--model PATH] [--faiss-threads N] [--skip-langchain]
+Usage: python bench/retrieval.py --beir DIR [--json] [--queries all|dev|held-out]
+                                 [--limit-docs N] [--limit-queries N] [--model PATH]
+                                 [--faiss-threads N] [--skip-langchain] [--skip-llamaindex]
+                                 [--skip-haystack] [--skip-rerank]
 
 DIR holds BEIR's corpus.jsonl (title + text), queries.jsonl and qrels/test.tsv. Every system
-indexes "title text" of each document and returns its top 100 for each test query:
+returns 100 documents for each test query:
 
-- bm25: our Bm25Index, Bm25Tokenizer with lower-casing, English stop words and stemming;
-- dense: our FaissIndex (exact cosine) over SentenceTransformerEmbedder vectors (the model
-  truncates at 256 tokens);
-- hybrid-rrf, hybrid-weighted: HybridRetriever over both, reciprocal rank fusion (k=60) or
-  min-max scores with dense weight 0.5, 100 candidates per list;
-- langchain-ensemble: what a LangChain user writes: BM25Retriever.from_texts (its default
-  whitespace split), the FAISS vector store with HuggingFaceEmbeddings on the same model folder,
-  and EnsembleRetriever(weights=[0.5, 0.5]), each retriever at k=100.
+- ours-default: the product's search. Each document (title, blank line, text) is cut by the
+  product's chunking (retrieval.chunking, 200 tokens, overlap 40), the passages are searched by
+  HybridRetriever with the product's fusion defaults, and a document scores as its best passage;
+  ours-passages-rrf: the same with reciprocal rank fusion;
+- doc-bm25, doc-dense, doc-hybrid-rrf, doc-hybrid-weighted (and doc-hybrid+rerank): "title text"
+  of each document as one text (the model truncates it at 256 tokens), our Bm25Index, FaissIndex
+  and HybridRetriever (RRF k=60, or min-max scores with dense weight 0.5), as measured before;
+- langchain-ensemble: BM25Retriever.from_texts (its default whitespace split), the FAISS vector
+  store with HuggingFaceEmbeddings on the same model folder, and EnsembleRetriever(weights=[0.5,
+  0.5]), each retriever at k=100;
+- llamaindex-*, haystack-*: LlamaIndex's QueryFusionRetriever and Haystack 2's DocumentJoiner
+  hybrids, as bench/peers.py describes; a peer whose packages are missing is skipped.
 
-The corpus is embedded once, and LangChain's FAISS store is built from those vectors with
-FAISS.from_embeddings, so the build time of every system that needs vectors includes the same
+The corpus is embedded once (cached in var/bench-cache), and the peers take our vectors for the
+texts we embedded, so the build time of every system that needs vectors includes the same
 embedding time. Models are loaded and warmed up before any timing. Latency is per query, one
 query at a time, query embedding included; the systems take turns query by query, so a change
-in the machine's load falls on all of them alike. Quality is BEIR's nDCG@10, Recall@100 and
-MRR@10 (retrieval/metrics.py), averaged over the test queries.
+in the machine's load falls on all of them alike, and the load averages are printed beside the
+figures. Quality is BEIR's nDCG@10 over all test queries and over the held-out half
+(`is_held_out`, never used for tuning: bench/tune.py), Recall@100 and MRR@10
+(retrieval/metrics.py).
 
 With --limit-docs/--limit-queries the run uses a subset: the first N test queries, the
 documents relevant to them, then other documents in corpus order up to N. Subset figures are
