@@ -1,6 +1,7 @@
 """Answering questions: retrieval, then the LLM (vLLM) or the extractive generator, with
-citations checked, conversations and feedback stored. Views, the REST and OpenAI-compatible APIs,
-the ask and evaluate commands all answer through here, so they answer alike.
+citations checked, and the turn stored in its conversation (knowledge/conversations.py). The
+chat, the REST and OpenAI-compatible APIs, the ask and evaluate commands all answer through
+here, so they answer alike.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import gettext, gettext_lazy
 
 from generation.citations import CitationRenumberer, check_citations
@@ -33,20 +34,12 @@ from retrieval.text import reply_language
 from retrieval.tokenize import Bm25Tokenizer
 from retrieval.types import Passage
 
-from . import metrics
-from .access import answers_hidden_from
+from . import conversations, metrics
 from .components import get_embedder
-from .models import Conversation, Feedback, KnowledgeBase, Message
+from .models import Conversation, KnowledgeBase
 from .search import idf_function, search_passages
 
 logger = logging.getLogger(__name__)
-
-
-class ConversationNotFoundError(Exception):
-    """The conversation (or message) does not exist or belongs to another user."""
-
-    def __init__(self) -> None:
-        super().__init__("No such conversation.")
 
 
 class EmptyQuestionError(ValueError):
@@ -69,8 +62,6 @@ FALLBACK_NOTICE = gettext_lazy(
     "The language model is unavailable ({reason}); this answer was extracted from the documents "
     "instead."
 )
-# Earlier messages read back to condense a follow-up and to give the LLM the conversation.
-HISTORY_MESSAGES = 12
 
 
 @functools.cache
@@ -194,16 +185,17 @@ def stream_answer(
     With RAG_LLM_BASE_URL set the LLM answers; without it, or when it fails, the extractive
     generator does (mode "extractive", and a notice when it stands in for the LLM). The done
     object's answer is authoritative: after a failure mid-stream it replaces the streamed text.
-    Raises EmptyQuestionError and ConversationNotFoundError.
+    Raises EmptyQuestionError, and conversations.ConversationNotFoundError for another user's
+    conversation.
     """
     started = time.perf_counter()
     question = " ".join(question.split())
     if not question:
         raise EmptyQuestionError()
     bases = list(knowledge_bases)
-    conversation = _conversation_for(user, question, bases, conversation)
-    history = _history(conversation, user)
-    Message.objects.create(conversation=conversation, role=Message.Role.USER, text=question)
+    conversation = conversations.conversation_for(user, question, bases, conversation)
+    history = conversations.recent_turns(conversation, user)
+    conversations.add_question(conversation, question)
     client = get_llm_client()
     model = llm_model_for(bases)
     standalone = _standalone_question(question, history, client, model)
@@ -264,10 +256,9 @@ class _Turn:
             "total_ms": _ms(finished - self.started),
         }
         citations = [citation.as_dict() for citation in checked.citations]
-        message = Message.objects.create(
-            conversation=self.conversation,
-            role=Message.Role.ASSISTANT,
-            text=checked.answer,
+        message = conversations.add_answer(
+            self.conversation,
+            checked.answer,
             citations=citations,
             mode=run.mode,
             standalone_question=self.standalone,
@@ -275,7 +266,6 @@ class _Turn:
             notice=run.notice or "",
         )
         metrics.observe_answer(run.mode, timings)
-        Conversation.objects.filter(pk=self.conversation.pk).update(updated_at=timezone.now())
         return {
             "answer": checked.answer,
             "citations": citations,
@@ -388,25 +378,6 @@ def _standalone_question(
     return heuristic_standalone_question(history, question)
 
 
-def _conversation_for(
-    user, question: str, bases: list[KnowledgeBase], conversation: Conversation | None
-) -> Conversation:
-    if conversation is None:
-        owner = user if user is not None and user.is_authenticated else None
-        conversation = Conversation.objects.create(user=owner, title=question[:200])
-    elif conversation.user_id and (user is None or conversation.user_id != user.pk):
-        raise ConversationNotFoundError()
-    conversation.knowledge_bases.add(*bases)
-    return conversation
-
-
-def _history(conversation: Conversation, user=None) -> list[tuple[str, str]]:
-    """The recent turns, less answers quoting sources the user can no longer read."""
-    recent = conversation.messages.order_by("-created_at", "-id")[:HISTORY_MESSAGES]
-    hidden = answers_hidden_from(user, conversation) if user is not None else set()
-    return [(m.role, m.text) for m in reversed(list(recent)) if m.pk not in hidden]
-
-
 def _passage_dict(n: int, passage: Passage) -> dict:
     return {
         "n": n,
@@ -420,24 +391,3 @@ def _passage_dict(n: int, passage: Passage) -> dict:
 
 def _ms(seconds: float) -> int:
     return round(seconds * 1000)
-
-
-def record_feedback(message: Message, user, rating: int, comment: str = "") -> Feedback:
-    """Store (or replace) the user's rating of an answer: +1 helpful, -1 not helpful.
-
-    Raises ValueError for another rating or a message that is not an answer, and
-    ConversationNotFoundError for a message of another user's conversation.
-    """
-    if rating not in (Feedback.Rating.UP, Feedback.Rating.DOWN):
-        raise ValueError("A rating is +1 (helpful) or -1 (not helpful).")
-    if message.role != Message.Role.ASSISTANT:
-        raise ValueError("Only answers can be rated.")
-    owner_id = message.conversation.user_id
-    if owner_id and (user is None or owner_id != user.pk):
-        raise ConversationNotFoundError()
-    feedback, _ = Feedback.objects.update_or_create(
-        message=message,
-        user=user if user is not None and user.is_authenticated else None,
-        defaults={"rating": rating, "comment": comment.strip()},
-    )
-    return feedback

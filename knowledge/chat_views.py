@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,11 +17,11 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from . import access, answering
+from . import access, answering, conversations
 from .errors import KnowledgeBaseNotFoundError
 from .forms import AskForm, FeedbackForm
 from .markdown import render_markdown, render_passage
-from .models import Conversation, Document, Feedback, Message
+from .models import Conversation, Document, Message
 from .pages import AuthenticatedHttpRequest, page
 from .sse import in_language, sse_event
 
@@ -35,7 +36,7 @@ def chat(request: AuthenticatedHttpRequest, pk: int | None = None) -> HttpRespon
     """The chat page: a new conversation, or one of the user's own (404 for any other)."""
     conversation = None
     if pk is not None:
-        conversation = get_object_or_404(Conversation.objects.filter(user=request.user), pk=pk)
+        conversation = get_object_or_404(conversations.owned_by(request.user), pk=pk)
     knowledge_bases = access.readable_knowledge_bases(request.user)
     readable_ids = {kb.pk for kb in knowledge_bases}
     if conversation:
@@ -49,9 +50,7 @@ def chat(request: AuthenticatedHttpRequest, pk: int | None = None) -> HttpRespon
         "knowledge/chat.html",
         {
             "conversation": conversation,
-            "conversations": Conversation.objects.filter(
-                user=request.user, source=Conversation.Source.CHAT
-            )[:50],
+            "conversations": conversations.chat_conversations(request.user),
             "knowledge_bases": knowledge_bases,
             "selected": selected,
             "turns": conversation_turns(conversation, request.user) if conversation else [],
@@ -62,10 +61,10 @@ def chat(request: AuthenticatedHttpRequest, pk: int | None = None) -> HttpRespon
 def conversation_turns(conversation: Conversation, user) -> list[dict]:
     """The conversation's messages as the page shows them, answers rendered as safe HTML."""
     turns = []
-    feedback = {item.message_id: item for item in conversation_feedback(conversation, user)}
+    feedback = {item.message_id: item for item in conversations.feedback_on(conversation, user)}
     hidden = access.answers_hidden_from(user, conversation)
     for message in conversation.messages.all():
-        turn = {"message": message, "feedback": feedback.get(message.pk)}
+        turn: dict[str, Any] = {"message": message, "feedback": feedback.get(message.pk)}
         if message.pk in hidden:
             turn["citations"] = []
             turn["html"] = format_html('<p class="muted">{}</p>', HIDDEN_ANSWER)
@@ -77,10 +76,6 @@ def conversation_turns(conversation: Conversation, user) -> list[dict]:
     return turns
 
 
-def conversation_feedback(conversation: Conversation, user):
-    return Feedback.objects.filter(message__conversation=conversation, user=user)
-
-
 def answer_links(citations: Iterable[dict]) -> dict[int, str]:
     return {citation["n"]: citation["url"] for citation in citations if citation.get("url")}
 
@@ -88,7 +83,7 @@ def answer_links(citations: Iterable[dict]) -> dict[int, str]:
 def citations_with_urls(citations: list[dict], user) -> list[dict]:
     """Add to each citation (or passage) the link to its source: the PDF at its page, or the
     passage page. Sources the user can no longer read are dropped."""
-    ids = {citation.get("document_id") for citation in citations}
+    ids = {int(citation["document_id"]) for citation in citations if citation.get("document_id")}
     types = dict(
         Document.objects.readable_by(user).filter(pk__in=ids).values_list("pk", "file_type")
     )
@@ -121,13 +116,12 @@ def answer_stream(request: AuthenticatedHttpRequest) -> HttpResponse | Streaming
         return JsonResponse({"error": _("No such knowledge base.")}, status=404)
     conversation = None
     if data["conversation"]:
-        conversation = Conversation.objects.filter(
-            user=request.user, pk=data["conversation"]
-        ).first()
-        if conversation is None:
+        try:
+            conversation = conversations.own_conversation(request.user, data["conversation"])
+        except conversations.ConversationNotFoundError:
             return JsonResponse({"error": _("No such conversation.")}, status=404)
         if data["regenerate"]:
-            forget_last_turn(conversation)
+            conversations.forget_last_turn(conversation)
     events = answering.stream_answer(
         data["question"], knowledge_bases, user=request.user, conversation=conversation
     )
@@ -138,14 +132,6 @@ def answer_stream(request: AuthenticatedHttpRequest) -> HttpResponse | Streaming
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return response
-
-
-def forget_last_turn(conversation: Conversation) -> None:
-    """Before a regenerated answer: drop the last question and its answer, which the new
-    stream asks and answers again."""
-    last_question = conversation.messages.filter(role=Message.Role.USER).order_by("-pk").first()
-    if last_question:
-        conversation.messages.filter(pk__gte=last_question.pk).delete()
 
 
 def chat_events(events: Iterable, user) -> Iterator[str]:
@@ -180,16 +166,15 @@ def finished_answer(data: dict, user) -> dict:
 @login_required
 def feedback(request: AuthenticatedHttpRequest, pk: int) -> JsonResponse:
     """Thumbs up or down, with an optional comment, on one of the user's own answers."""
-    message = Message.objects.filter(
-        pk=pk, conversation__user=request.user, role=Message.Role.ASSISTANT
-    ).first()
-    if message is None:
+    try:
+        message = conversations.own_answer(request.user, pk)
+    except conversations.ConversationNotFoundError:
         return JsonResponse({"error": _("No such answer.")}, status=404)
     form = FeedbackForm(request.POST)
     if not form.is_valid():
         errors = [str(error) for field in form.errors.values() for error in field]
         return JsonResponse({"error": " ".join(errors)}, status=400)
-    answering.record_feedback(
+    conversations.record_feedback(
         message, request.user, form.cleaned_data["rating"], form.cleaned_data["comment"]
     )
     return JsonResponse({"rating": form.cleaned_data["rating"], "saved": True})
@@ -198,7 +183,7 @@ def feedback(request: AuthenticatedHttpRequest, pk: int) -> JsonResponse:
 @require_POST
 @login_required
 def conversation_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpResponse:
-    conversation = get_object_or_404(Conversation.objects.filter(user=request.user), pk=pk)
+    conversation = get_object_or_404(conversations.owned_by(request.user), pk=pk)
     conversation.delete()
     messages.success(request, _("The conversation is deleted."))
     return redirect("knowledge:chat")

@@ -25,9 +25,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from . import access, answering, components
+from . import access, answering, components, conversations
 from . import serializers as s
-from .models import Conversation, KnowledgeBase, Message
+from .models import Conversation, KnowledgeBase
 from .rest import AskThrottle, EventStreamRenderer, guarded, openai_error
 from .sse import event_stream, sse_event
 
@@ -101,22 +101,6 @@ def check_limits(question: str, history: list[tuple[str, str]]) -> None:
         raise exceptions.ValidationError({"messages": [problem]})
 
 
-def conversation_from_history(
-    user, knowledge_bases: list[KnowledgeBase], question: str, history: list[tuple[str, str]]
-) -> Conversation:
-    """A stored conversation holding the earlier turns, which the answer then continues; marked
-    as the OpenAI endpoint's, so that it stays out of the chat page's list."""
-    title = " ".join((history[0][1] if history else question).split())[:200]
-    conversation = Conversation.objects.create(
-        user=user, title=title, source=Conversation.Source.OPENAI
-    )
-    conversation.knowledge_bases.set(knowledge_bases)
-    Message.objects.bulk_create(
-        Message(conversation=conversation, role=role, text=text) for role, text in history
-    )
-    return conversation
-
-
 def usage(done: dict[str, Any], question: str, history: list[tuple[str, str]]) -> dict[str, int]:
     """OpenAI's token counts: the model server's own when the answer carries them, otherwise
     (extractive answers, or a server that sent none) counted with the embedding model's
@@ -161,7 +145,14 @@ class ChatCompletions(OpenAIView):
         model = data.get("model") or ALL_MODEL
         knowledge_bases = knowledge_bases_for_model(request.user, model)
         question, history = question_and_history(data["messages"])
-        conversation = conversation_from_history(request.user, knowledge_bases, question, history)
+        # The earlier turns, stored for the answer to continue; marked as this endpoint's, so
+        # that the conversation stays out of the chat page's list.
+        conversation = conversations.start_conversation(
+            request.user,
+            history[0][1] if history else question,
+            source=Conversation.Source.OPENAI,
+            history=history,
+        )
         count = functools.partial(usage, question=question, history=history)
         if data["stream"]:
             events = answering.stream_answer(

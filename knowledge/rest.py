@@ -26,10 +26,10 @@ from generation.errors import GenerationError, GenerationRequestError, Generatio
 from retrieval.errors import RetrievalError
 
 from . import answering, security
+from .conversations import ConversationNotFoundError
 from .errors import KnowledgeBaseNotFoundError, UploadRejectedError
 from .locks import LockTimeoutError
 from .sse import sse_event
-from .uploads import Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -200,14 +200,14 @@ def as_api_exception(exc: Exception) -> Exception:
     sentences in the request's language (the libraries' own reasons stay as they wrote them)."""
     if isinstance(exc, KnowledgeBaseNotFoundError):
         return exceptions.NotFound(knowledge_bases_not_found(exc.ids), "not_found")
-    if isinstance(exc, answering.ConversationNotFoundError):
+    if isinstance(exc, ConversationNotFoundError):
         return exceptions.NotFound(_("No such conversation."), "not_found")
     if isinstance(exc, answering.EmptyQuestionError):
         return exceptions.ValidationError({"question": [_("Ask a question: the text is empty.")]})
     if isinstance(exc, Http404):
         return exceptions.NotFound(_("Not found."), "not_found")
     if isinstance(exc, UploadRejectedError):
-        return upload_refused(exc)
+        return exceptions.ValidationError({"file": [str(exc)]}, "upload_rejected")
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge(_("The request body is too large."))
     if isinstance(exc, SuspiciousOperation):
@@ -329,12 +329,3 @@ class IgnoreClientContentNegotiation(BaseContentNegotiation):
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
-
-
-def upload_refused(exc: UploadRejectedError) -> exceptions.APIException:
-    """The API's status for each kind of refused upload (knowledge.uploads.Refusal)."""
-    if exc.kind == Refusal.TOO_LARGE:
-        return PayloadTooLarge(str(exc))
-    if exc.kind in (Refusal.WRONG_TYPE, Refusal.WRONG_CONTENT):
-        return UnsupportedMediaType(str(exc))
-    return exceptions.ValidationError({"file": [str(exc)]}, "upload_rejected")

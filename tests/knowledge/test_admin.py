@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import answering, indexing, ingestion, search
+from knowledge import answering, conversations, indexing, ingestion, search
 from knowledge.models import Document, Feedback, Message
 from tests.factories import add_text, make_knowledge_base, make_user
 
@@ -91,7 +91,9 @@ def test_conversations_and_feedback_are_read_only(admin_client):
     knowledge_base = make_knowledge_base(members=[member])
     ingestion.ingest_document(add_text(knowledge_base, "expenses.md", TEXT).pk)
     answer = answering.answer_question("When are receipts due?", [knowledge_base], user=member)
-    answering.record_feedback(Message.objects.get(pk=answer["message"]), member, -1, "Too short")
+    conversations.record_feedback(
+        Message.objects.get(pk=answer["message"]), member, -1, "Too short"
+    )
     page = admin_client.get(
         reverse("admin:knowledge_conversation_change", args=[answer["conversation"]])
     )
@@ -129,7 +131,7 @@ def two_bases():
     ingestion.ingest_document(add_text(garden, "garden.md", TEXT).pk)
     secret = ingestion.ingest_document(add_text(vault, "vault.md", SECRET).pk)
     answer = answering.answer_question("What is the launch code?", [vault], user=bob)
-    answering.record_feedback(Message.objects.get(pk=answer["message"]), bob, 1, "QUOKKA ok")
+    conversations.record_feedback(Message.objects.get(pk=answer["message"]), bob, 1, "QUOKKA ok")
     own = answering.answer_question("When are receipts due?", [garden], user=alice)
     client = Client()
     client.force_login(alice)

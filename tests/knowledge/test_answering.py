@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge import access, answering, ingestion
+from knowledge import access, answering, conversations, ingestion
 from knowledge.errors import KnowledgeBaseNotFoundError
 from knowledge.models import Conversation, Feedback, KnowledgeBase, Message
 from rag_site.settings import default_embedding_model
@@ -116,7 +116,7 @@ def test_another_users_conversation_cannot_be_continued(dmca):
     owner, intruder = make_user("owner"), make_user("intruder")
     first = answering.answer_question("Who signed the DMCA into law?", [dmca], user=owner)
     conversation = Conversation.objects.get(pk=first["conversation"])
-    with pytest.raises(answering.ConversationNotFoundError):
+    with pytest.raises(conversations.ConversationNotFoundError):
         answering.answer_question("And when?", [dmca], user=intruder, conversation=conversation)
 
 
@@ -209,8 +209,8 @@ def test_feedback_is_recorded_once_per_user(dmca):
     user = make_user("ada")
     result = answering.answer_question("Who signed the DMCA into law?", [dmca], user=user)
     message = Message.objects.get(pk=result["message"])
-    answering.record_feedback(message, user, -1, "too short")
-    answering.record_feedback(message, user, 1)
+    conversations.record_feedback(message, user, -1, "too short")
+    conversations.record_feedback(message, user, 1)
     feedback = Feedback.objects.get()
     assert (feedback.rating, feedback.comment, feedback.user) == (1, "", user)
 
@@ -221,9 +221,9 @@ def test_feedback_on_a_question_or_with_a_bad_rating_is_refused(dmca):
     answer = Message.objects.get(pk=result["message"])
     question = answer.conversation.messages.get(role="user")
     with pytest.raises(ValueError, match="Only answers"):
-        answering.record_feedback(question, user, 1)
+        conversations.record_feedback(question, user, 1)
     with pytest.raises(ValueError, match=r"\+1"):
-        answering.record_feedback(answer, user, 5)
+        conversations.record_feedback(answer, user, 5)
 
 
 def test_readable_knowledge_bases_hides_foreign_ones_like_missing_ones():

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from generation.prompts import NOT_FOUND_ANSWER, build_messages
-from knowledge import answering, documents, ingestion, search
+from knowledge import answering, conversations, documents, ingestion, search
 from knowledge.models import Message
 from tests.conftest import SHARED_DATA
 from tests.factories import add_file, add_text, make_knowledge_base, make_user
@@ -140,8 +140,8 @@ def test_answers_rated_well_become_examples(handbook, tmp_path):
     liked = answering.answer_question("How many vacation days do employees get?", [handbook],
                                      user=user, top_k=TOP_K)  # fmt: skip
     disliked = answering.answer_question("Who approves travel?", [handbook], user=user, top_k=TOP_K)
-    answering.record_feedback(Message.objects.get(pk=liked["message"]), user, 1)
-    answering.record_feedback(Message.objects.get(pk=disliked["message"]), user, -1)
+    conversations.record_feedback(Message.objects.get(pk=liked["message"]), user, 1)
+    conversations.record_feedback(Message.objects.get(pk=disliked["message"]), user, -1)
 
     output, rows = build("--kb", "handbook", out=tmp_path / "t.jsonl")
 
@@ -159,7 +159,7 @@ def test_a_rated_answer_whose_source_was_deleted_is_left_out(handbook, tmp_path)
     handbook.members.add(user)
     liked = answering.answer_question("How many vacation days do employees get?", [handbook],
                                      user=user, top_k=TOP_K)  # fmt: skip
-    answering.record_feedback(Message.objects.get(pk=liked["message"]), user, 1)
+    conversations.record_feedback(Message.objects.get(pk=liked["message"]), user, 1)
     cited = {c["document_id"] for c in liked["citations"]}
     assert cited, "the extractive answer should cite the vacation document"
     for document in handbook.documents.filter(pk__in=cited):
