@@ -6,12 +6,10 @@ base (or one of its documents) the caller may not read answers 404 exactly like 
 
 from __future__ import annotations
 
-from pathlib import PurePath
 from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import FileResponse
 from django.utils.translation import gettext as _
@@ -27,17 +25,15 @@ from rest_framework.views import APIView
 
 from retrieval.types import Passage
 
-from . import access, answering, conversations, dispatch, documents, search, uploads
+from . import access, answering, conversations, documents, search, uploads
 from . import serializers as s
 from .errors import KnowledgeBaseNotFoundError
-from .forms import ACCEPTED_SUFFIXES, refused_type
 from .models import Conversation, Document, KnowledgeBase
 from .rest import (
     AskThrottle,
     EventStreamRenderer,
     IgnoreClientContentNegotiation,
     PayloadTooLarge,
-    UnsupportedMediaType,
     guarded,
 )
 from .sse import event_stream, sse_event
@@ -53,8 +49,6 @@ ERRORS = {
         (415, "File type not accepted"),
     ]
 }
-# Leading bytes that the content of these file types starts with.
-MAGIC = {".pdf": (b"%PDF",), ".docx": (b"PK\x03\x04",)}
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
@@ -152,17 +146,13 @@ class DocumentList(generics.ListAPIView):
         limit = settings.RAG_MAX_UPLOAD_MB * 1024 * 1024
         # Refuse an oversized body before reading it (a little room for the multipart framing).
         if content_length(request) > limit + 64 * 1024:
-            raise PayloadTooLarge(too_large())
+            raise PayloadTooLarge(uploads.too_large())
         upload = s.DocumentUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
         file, password = upload.validated_data["file"], upload.validated_data.get("password", "")
-        check_upload(file, limit)
-        with transaction.atomic():
-            result = uploads.add_document(
-                knowledge_base, file.name, file, user=request.user, password=password
-            )
-            if result.document.state == Document.State.QUEUED:
-                dispatch.enqueue_ingestion(result.document)
+        result = uploads.store_and_queue(
+            knowledge_base, file.name, file, user=request.user, password=password
+        )
         code = status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         body = s.DocumentSerializer(result.document).data
         return Response(body, status=code, headers={"Location": f"/api/v1/documents/{body['id']}/"})
@@ -173,30 +163,6 @@ def content_length(request: Request) -> int:
         return int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return 0
-
-
-def too_large() -> str:
-    return _("The file is larger than the %(mb)s MB upload limit.") % {
-        "mb": settings.RAG_MAX_UPLOAD_MB
-    }
-
-
-def check_upload(file, limit: int) -> None:
-    """Refuse what ingestion could never read, with the status a client can act on."""
-    name = PurePath(file.name or "").name
-    suffix = PurePath(name).suffix.lower()
-    if suffix not in ACCEPTED_SUFFIXES:
-        raise UnsupportedMediaType(refused_type(name))
-    if file.size > limit:
-        raise PayloadTooLarge(too_large())
-    head = file.read(1024)
-    file.seek(0)
-    magic = MAGIC.get(suffix)
-    if head and magic and not any(m in head for m in magic):
-        raise UnsupportedMediaType(
-            _("%(name)s is named %(type)s but its content is not of that type.")
-            % {"name": name, "type": suffix}
-        )
 
 
 @extend_schema_view(

@@ -30,6 +30,7 @@ from .conversations import ConversationNotFoundError
 from .errors import KnowledgeBaseNotFoundError, UploadRejectedError
 from .locks import LockTimeoutError
 from .sse import sse_event
+from .uploads import Refusal
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def as_api_exception(exc: Exception) -> Exception:
     if isinstance(exc, Http404):
         return exceptions.NotFound(_("Not found."), "not_found")
     if isinstance(exc, UploadRejectedError):
-        return exceptions.ValidationError({"file": [str(exc)]}, "upload_rejected")
+        return upload_refused(exc)
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge(_("The request body is too large."))
     if isinstance(exc, SuspiciousOperation):
@@ -329,3 +330,12 @@ class IgnoreClientContentNegotiation(BaseContentNegotiation):
 
     def select_renderer(self, request, renderers, format_suffix=None):
         return renderers[0], renderers[0].media_type
+
+
+def upload_refused(exc: UploadRejectedError) -> exceptions.APIException:
+    """The API's status for each kind of refused upload (knowledge.uploads.Refusal)."""
+    if exc.kind == Refusal.TOO_LARGE:
+        return PayloadTooLarge(str(exc))
+    if exc.kind in (Refusal.WRONG_TYPE, Refusal.WRONG_CONTENT):
+        return UnsupportedMediaType(str(exc))
+    return exceptions.ValidationError({"file": [str(exc)]}, "upload_rejected")
