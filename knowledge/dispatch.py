@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 INGEST_TASK = "knowledge.tasks.ingest_document"
 SYNC_TASK = "knowledge.tasks.sync_index"
+MERGE_TASK = "knowledge.tasks.merge_index"
 
 
 def enqueue_ingestion(document: Document) -> None:
@@ -65,4 +66,17 @@ def _send_sync(knowledge_base_id: int) -> None:
         "Cannot queue the index publish of knowledge base %s (%s); search already leaves "
         "disabled and deleted documents out, and the next publish (any change, or "
         "`manage.py rebuild_index`) brings the indexes in line.",
+    )
+
+
+def merge_on_commit(knowledge_base_id: int) -> None:
+    """Queue one tasks.merge_index once the current transaction commits (at once outside one)."""
+    transaction.on_commit(functools.partial(_send_merge, knowledge_base_id))
+
+
+def _send_merge(knowledge_base_id: int) -> None:
+    _send_task(
+        MERGE_TASK,
+        knowledge_base_id,
+        "Cannot queue the index merge of knowledge base %s (%s); the next publish queues it again.",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .dispatch import enqueue_ingestion, publish_on_commit
+from .indexing import note_index_changes
 from .ingestion import ingest_document
 from .models import Document
 
@@ -21,6 +22,7 @@ def delete_documents(documents: Iterable[Document]) -> int:
     for document in documents:
         knowledge_base_ids.append(document.knowledge_base_id)
         storage, name = document.file.storage, document.file.name
+        note_index_changes(document.knowledge_base_id, [document.pk])
         document.delete()
         if name and not Document.objects.filter(file=name).exists():
             storage.delete(name)
@@ -44,6 +46,7 @@ def set_documents_enabled(documents: Iterable[Document], enabled: bool) -> list[
             Document.objects.filter(pk=document.pk).update(state=state)
         elif not enabled:
             Document.objects.filter(pk=document.pk).update(state=Document.State.DISABLED)
+        note_index_changes(document.knowledge_base_id, [document.pk])
         document.refresh_from_db()
         if document.state == Document.State.QUEUED:
             enqueue_ingestion(document)

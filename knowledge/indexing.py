@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
+from django.db import transaction
 
+from retrieval.deltas import IndexDelta
 from retrieval.dense import FaissIndex
 from retrieval.errors import IndexNotBuiltError
 from retrieval.sparse import Bm25Index
 from retrieval.store import IndexPair, IndexStore
 
 from .components import get_embedder, get_index_store
+from .dispatch import merge_on_commit
 from .locks import knowledge_base_lock
-from .models import SEARCHABLE_STATES, Chunk, KnowledgeBase
+from .models import SEARCHABLE_STATES, Chunk, IndexChange, KnowledgeBase
 
 
 def searchable_chunks(knowledge_base: KnowledgeBase):
@@ -27,33 +31,154 @@ def searchable_chunks(knowledge_base: KnowledgeBase):
     )
 
 
+def note_index_changes(knowledge_base_id: int, document_ids: Iterable[int]) -> None:
+    """Record that the chunks of these documents are changing (new chunks, deletion, a state
+    that makes them searchable or not), with the chunks they hold now. Call it in the change's
+    transaction, before any chunk is deleted: the next publish reads only these documents."""
+    ids = sorted(set(document_ids))
+    held: dict[int, list[int]] = {document_id: [] for document_id in ids}
+    chunks = Chunk.objects.filter(document_id__in=ids).values_list("document_id", "pk")
+    for document_id, chunk_id in chunks:
+        held[document_id].append(chunk_id)
+    IndexChange.objects.bulk_create(
+        IndexChange(
+            knowledge_base_id=knowledge_base_id, document_id=document_id, removed_chunk_ids=removed
+        )
+        for document_id, removed in held.items()
+    )
+
+
 def sync_index(knowledge_base: KnowledgeBase) -> int:
-    """Bring the published indexes in line with the database and publish a new version if
-    anything changed. Returns the published version. Serialised per knowledge base."""
+    """Publish the changes noted since the last publish as a new index version (a full one when
+    none is on disk). Returns the published version. Serialised per knowledge base; a merge is
+    queued once the lock is free if the deltas pile up."""
     with knowledge_base_lock(knowledge_base.pk):
-        return sync_index_locked(knowledge_base)
+        version = sync_index_locked(knowledge_base)
+    queue_merge_if_needed(knowledge_base.pk)
+    return version
 
 
 def sync_index_locked(knowledge_base: KnowledgeBase) -> int:
-    """sync_index for a caller that already holds the knowledge base's lock."""
+    """sync_index for a caller that already holds the knowledge base's lock.
+
+    Costs what the noted documents' chunks cost: their chunks are read and published as one
+    delta (IndexStore.publish_delta), never the whole base.
+    """
     version = KnowledgeBase.objects.values_list("index_version", flat=True).get(
         pk=knowledge_base.pk
     )
     store = get_index_store()
+    changes = list(
+        IndexChange.objects.filter(knowledge_base=knowledge_base)
+        .order_by("pk")
+        .values_list("pk", "document_id", "removed_chunk_ids")
+    )
     try:
-        pair = store.load(knowledge_base.pk, version)
-        pair.dense.ann_threshold = settings.RAG_ANN_THRESHOLD  # applies from this change on
+        if not version:
+            raise IndexNotBuiltError("No index version is published yet.")
+        if not changes:
+            store.manifest(knowledge_base.pk, version)  # raises if it is not on disk
+            return version
+        delta = _delta_of(knowledge_base, changes)
+        store.publish_delta(knowledge_base.pk, version + 1, version, delta)
     except IndexNotBuiltError:
-        pair, version = empty_index_pair(), 0
-    wanted = set(searchable_chunks(knowledge_base).values_list("pk", flat=True))
-    present = set(pair.dense.ids().tolist())
-    missing, extra = wanted - present, present - wanted
-    if version and not missing and not extra:
-        return version
-    pair.dense.remove(sorted(extra))
-    pair.sparse.remove(sorted(extra))
-    _add_chunks(pair, Chunk.objects.filter(pk__in=missing))
-    return _publish(knowledge_base, store, pair, version + 1)
+        return _sync_in_full(knowledge_base, store, version, changes)
+    return _record(knowledge_base, store, version + 1, changes, full=False)
+
+
+def _delta_of(knowledge_base: KnowledgeBase, changes: list[tuple[int, int, list[int]]]):
+    """The delta of the noted changes: the chunks the documents held then go, their searchable
+    chunks now come (back)."""
+    document_ids = {document_id for _, document_id, _ in changes}
+    deleted = sorted({chunk_id for *_, removed in changes for chunk_id in removed})
+    ids, texts, vectors = [], [], []
+    rows = searchable_chunks(knowledge_base).filter(document_id__in=document_ids)
+    for chunk_id, text, embedding in rows.order_by("pk").values_list("pk", "text", "embedding"):
+        ids.append(chunk_id)
+        texts.append(text)
+        vectors.append(bytes(embedding))
+    dimension = get_embedder().dimension
+    matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(ids), dimension)
+    return IndexDelta.of(ids, matrix, texts, deleted)
+
+
+def _sync_in_full(
+    knowledge_base: KnowledgeBase,
+    store: IndexStore,
+    version: int,
+    changes: list[tuple[int, int, list[int]]],
+) -> int:
+    """Without a published version to build on: publish every searchable chunk as a new one."""
+    pair = empty_index_pair()
+    _add_chunks(pair, searchable_chunks(knowledge_base))
+    store.publish(knowledge_base.pk, version + 1, pair)
+    return _record(knowledge_base, store, version + 1, changes, full=True)
+
+
+def _record(
+    knowledge_base: KnowledgeBase,
+    store: IndexStore,
+    version: int,
+    changes: list[tuple[int, int, list[int]]],
+    full: bool,
+) -> int:
+    """Record a published version and drop the changes it holds, in one transaction."""
+    update: dict[str, int | str] = {"index_version": version}
+    if full or _embedder_may_differ(knowledge_base, changes):
+        update["embedding_model"] = indexed_embedding_model(knowledge_base)[:500]
+    with transaction.atomic():
+        KnowledgeBase.objects.filter(pk=knowledge_base.pk).update(**update)
+        IndexChange.objects.filter(pk__in=[pk for pk, *_ in changes]).delete()
+    store.prune(knowledge_base.pk, version, keep=settings.RAG_INDEX_VERSIONS_KEPT)
+    return version
+
+
+def _embedder_may_differ(
+    knowledge_base: KnowledgeBase, changes: list[tuple[int, int, list[int]]]
+) -> bool:
+    """Whether the changed documents may change the base's recorded embedder (reading every
+    document's embedder is left to publishes that may change it)."""
+    recorded = KnowledgeBase.objects.values_list("embedding_model", flat=True).get(
+        pk=knowledge_base.pk
+    )
+    changed = _embedded_documents(knowledge_base).filter(
+        pk__in=[document_id for _, document_id, _ in changes]
+    )
+    models = set(changed.values_list("embedding_model", flat=True))
+    return recorded.startswith("mixed: ") or not models <= {recorded[:500]}
+
+
+def queue_merge_if_needed(knowledge_base_id: int) -> None:
+    """Queue tasks.merge_index when the published version's deltas are too many or too big."""
+    version = (
+        KnowledgeBase.objects.filter(pk=knowledge_base_id)
+        .values_list("index_version", flat=True)
+        .first()
+    )
+    try:
+        if version and get_index_store().manifest(knowledge_base_id, version).needs_merge():
+            merge_on_commit(knowledge_base_id)
+    except IndexNotBuiltError:
+        pass  # nothing to merge; the next publish writes a full version
+
+
+def merge_index(knowledge_base: KnowledgeBase) -> int:
+    """Merge the published version's deltas (IndexStore.merge) into a new version if they need
+    it, under the knowledge base's lock. Returns the version published or kept."""
+    with knowledge_base_lock(knowledge_base.pk):
+        version = KnowledgeBase.objects.values_list("index_version", flat=True).get(
+            pk=knowledge_base.pk
+        )
+        store = get_index_store()
+        try:
+            merged = version and store.merge(knowledge_base.pk, version, version + 1)
+        except IndexNotBuiltError:
+            return version
+        if not merged:
+            return version
+        KnowledgeBase.objects.filter(pk=knowledge_base.pk).update(index_version=version + 1)
+        store.prune(knowledge_base.pk, version + 1, keep=settings.RAG_INDEX_VERSIONS_KEPT)
+        return version + 1
 
 
 def rebuild_index(knowledge_base: KnowledgeBase) -> int:
@@ -62,9 +187,12 @@ def rebuild_index(knowledge_base: KnowledgeBase) -> int:
         version = KnowledgeBase.objects.values_list("index_version", flat=True).get(
             pk=knowledge_base.pk
         )
-        pair = empty_index_pair()
-        _add_chunks(pair, searchable_chunks(knowledge_base))
-        return _publish(knowledge_base, get_index_store(), pair, version + 1)
+        changes = list(
+            IndexChange.objects.filter(knowledge_base=knowledge_base).values_list(
+                "pk", "document_id", "removed_chunk_ids"
+            )
+        )
+        return _sync_in_full(knowledge_base, get_index_store(), version, changes)
 
 
 def empty_index_pair() -> IndexPair:
@@ -96,17 +224,6 @@ def _add_batch(pair: IndexPair, ids: list[int], texts: list[str], vectors: list[
     matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(ids), -1)
     pair.dense.add(ids, matrix)
     pair.sparse.add(ids, texts)
-
-
-def _publish(
-    knowledge_base: KnowledgeBase, store: IndexStore, pair: IndexPair, version: int
-) -> int:
-    store.publish(knowledge_base.pk, version, pair)
-    KnowledgeBase.objects.filter(pk=knowledge_base.pk).update(
-        index_version=version, embedding_model=indexed_embedding_model(knowledge_base)[:500]
-    )
-    store.prune(knowledge_base.pk, version, keep=settings.RAG_INDEX_VERSIONS_KEPT)
-    return version
 
 
 def indexed_embedding_model(knowledge_base: KnowledgeBase) -> str:
@@ -231,24 +348,30 @@ _loaded_indexes: OrderedDict[tuple[str, int], tuple[int, IndexPair]] = OrderedDi
 
 
 _loaded_indexes_lock = threading.Lock()
+_updating_lock = threading.Lock()
 
 
 def loaded_index(knowledge_base: KnowledgeBase) -> IndexPair | None:
-    """The knowledge base's published indexes, reloaded when a newer version is published."""
+    """The knowledge base's published indexes. A newer version than the one held is picked up
+    by applying only its new deltas (IndexStore.update), or loaded whole after a rebuild."""
     store = get_index_store()
-    key = (str(store.root), knowledge_base.pk)
+    key, version = (str(store.root), knowledge_base.pk), knowledge_base.index_version
     with _loaded_indexes_lock:
         cached = _loaded_indexes.get(key)
-        if cached and cached[0] == knowledge_base.index_version:
+        if cached and cached[0] == version:
             _loaded_indexes.move_to_end(key)
             return cached[1]
     try:
-        pair = store.load(knowledge_base.pk, knowledge_base.index_version)
+        if cached and cached[0] < version:
+            with _updating_lock:  # two threads must not apply deltas to one pair at once
+                pair = store.update(knowledge_base.pk, version, cached[1])
+        else:
+            pair = store.load(knowledge_base.pk, version)
     except IndexNotBuiltError:
         return None
     pair.dense.probes = settings.RAG_ANN_PROBES
     with _loaded_indexes_lock:
-        _loaded_indexes[key] = (knowledge_base.index_version, pair)
+        _loaded_indexes[key] = (version, pair)
         _loaded_indexes.move_to_end(key)
         while len(_loaded_indexes) > settings.RAG_INDEX_CACHE_SIZE:
             _loaded_indexes.popitem(last=False)

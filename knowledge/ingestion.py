@@ -27,7 +27,7 @@ from . import metrics
 from .components import get_embedder, get_ocr, parse_limits
 from .dispatch import enqueue_ingestion
 from .errors import DocumentBusyError, DocumentDeletedError, UploadRejectedError
-from .indexing import sync_index, sync_index_locked
+from .indexing import note_index_changes, sync_index, sync_index_locked
 from .locks import knowledge_base_lock, renewing_every
 from .models import HEADING_SEPARATOR, Chunk, Document
 from .uploads import add_document
@@ -268,6 +268,7 @@ def _store_chunks(
     with lock, transaction.atomic():
         if not Document.objects.select_for_update().filter(pk=document.pk).exists():
             return False
+        note_index_changes(document.knowledge_base_id, [document.pk])
         Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(
             [
@@ -295,6 +296,7 @@ def _store_chunks(
             progress=96,
         )
         if document.replaces_id:
+            note_index_changes(document.knowledge_base_id, [document.replaces_id])
             Document.objects.filter(pk=document.replaces_id).delete()
         if publish:
             sync_index_locked(document.knowledge_base)
@@ -305,6 +307,7 @@ def _fail(document: Document, message: str, reason: str | Exception) -> Document
     """Mark the document failed and drop its chunks; None if it was deleted meanwhile. reason
     (a short code, or the parser's error) labels the failure in the metrics."""
     with transaction.atomic():
+        note_index_changes(document.knowledge_base_id, [document.pk])
         Chunk.objects.filter(document=document).delete()
         failed = Document.objects.filter(pk=document.pk).update(
             state=Document.State.FAILED, error=message, progress=100, lease_expires_at=None

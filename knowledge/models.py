@@ -188,6 +188,23 @@ class Chunk(models.Model):
         return f"{self.document} #{self.order}"
 
 
+class IndexChange(models.Model):
+    """A document whose chunks changed since its knowledge base's last index publish, so that
+    the publish reads only those documents' chunks instead of every chunk id of the base.
+    removed_chunk_ids are the chunks the document held when the change was noted: the change
+    may delete them from the database, and the published indexes must drop them."""
+
+    knowledge_base = models.ForeignKey(
+        KnowledgeBase, on_delete=models.CASCADE, related_name="index_changes"
+    )
+    document_id = models.BigIntegerField()  # not a foreign key: the document may be gone
+    removed_chunk_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"index change of document {self.document_id}"
+
+
 class Conversation(models.Model):
     """A chat thread of one user over a set of knowledge bases."""
 

@@ -35,6 +35,8 @@ def ingest_document(self, document_id: int) -> str:
     """
     try:
         document = ingestion.ingest_document(document_id)
+        if document:
+            indexing.queue_merge_if_needed(document.knowledge_base_id)
     except DocumentBusyError as busy:
         raise self.retry(countdown=busy.retry_after + 1) from None
     except SoftTimeLimitExceeded:
@@ -63,4 +65,22 @@ def sync_index(self, knowledge_base_id: int) -> int | None:
     except LockTimeoutError as busy:
         if self.request.is_eager:
             raise  # run in the caller's process (RAG_CELERY_EAGER): a request answers 503
+        raise self.retry(exc=busy, countdown=SYNC_RETRY_SECONDS) from None
+
+
+@shared_task(bind=True, acks_late=True, max_retries=SYNC_RETRIES)
+def merge_index(self, knowledge_base_id: int) -> int | None:
+    """Merge the deltas of the knowledge base's published version into a new version when they
+    are too many or too big (queued by indexing.queue_merge_if_needed); retried like sync_index
+    while the lock is busy. None if the knowledge base was deleted meanwhile."""
+    from .models import KnowledgeBase
+
+    knowledge_base = KnowledgeBase.objects.filter(pk=knowledge_base_id).first()
+    if knowledge_base is None:
+        return None
+    try:
+        return indexing.merge_index(knowledge_base)
+    except LockTimeoutError as busy:
+        if self.request.is_eager:
+            return None  # the next publish queues the merge again
         raise self.retry(exc=busy, countdown=SYNC_RETRY_SECONDS) from None
