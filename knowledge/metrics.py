@@ -138,59 +138,60 @@ class DatabaseCollector(Collector):
     """Queue depth, and each knowledge base's index version and size."""
 
     def collect(self) -> Iterator[Metric]:
-        from .models import SEARCHABLE_STATES, Document, KnowledgeBase
+        yield from _queue_metrics()
+        yield from _index_metrics()
 
-        waiting = (Document.State.QUEUED, Document.State.PROCESSING)
-        queue = GaugeMetricFamily(
-            "rag_ingestion_queue_documents",
-            "Documents waiting for ingestion (queued) or being ingested (processing).",
-            labels=["state"],
-        )
-        counts = dict(
-            Document.objects.filter(state__in=waiting)
-            .values_list("state")
-            .annotate(n=Count("pk"))
-            .values_list("state", "n")
-        )
-        for state in waiting:
-            queue.add_metric([state], counts.get(state, 0))
-        yield queue
-        oldest = Document.objects.filter(state__in=waiting).aggregate(t=Min("updated_at"))["t"]
-        yield GaugeMetricFamily(
-            "rag_ingestion_queue_oldest_seconds",
-            "Seconds since the longest-waiting queued or processing document last changed "
-            "(0 when none waits).",
-            value=(timezone.now() - oldest).total_seconds() if oldest else 0,
-        )
-        version = GaugeMetricFamily(
-            "rag_index_version",
-            "Published index version of each knowledge base.",
-            labels=["knowledge_base"],
-        )
-        chunks = GaugeMetricFamily(
-            "rag_index_chunks",
-            "Searchable passages (chunks) of each knowledge base.",
-            labels=["knowledge_base"],
-        )
-        documents = GaugeMetricFamily(
-            "rag_index_documents",
-            "Indexed documents of each knowledge base.",
-            labels=["knowledge_base"],
-        )
-        bases = KnowledgeBase.objects.annotate(
-            searchable=Count("chunks", filter=Q(chunks__document__state__in=SEARCHABLE_STATES)),
-        ).values_list("pk", "name", "index_version", "searchable")
-        indexed = dict(
-            Document.objects.filter(state=Document.State.INDEXED)
-            .values_list("knowledge_base")
-            .annotate(n=Count("pk"))
-            .values_list("knowledge_base", "n")
-        )
-        for pk, name, index_version, searchable in bases:
-            version.add_metric([name], index_version)
-            chunks.add_metric([name], searchable)
-            documents.add_metric([name], indexed.get(pk, 0))
-        yield from (version, chunks, documents)
+
+def _queue_metrics() -> Iterator[Metric]:
+    from .models import Document
+
+    waiting = (Document.State.QUEUED, Document.State.PROCESSING)
+    queue = GaugeMetricFamily(
+        "rag_ingestion_queue_documents",
+        "Documents waiting for ingestion (queued) or being ingested (processing).",
+        labels=["state"],
+    )
+    counts = dict(
+        Document.objects.filter(state__in=waiting)
+        .values_list("state")
+        .annotate(n=Count("pk"))
+        .values_list("state", "n")
+    )
+    for state in waiting:
+        queue.add_metric([state], counts.get(state, 0))
+    yield queue
+    oldest = Document.objects.filter(state__in=waiting).aggregate(t=Min("updated_at"))["t"]
+    yield GaugeMetricFamily(
+        "rag_ingestion_queue_oldest_seconds",
+        "Seconds since the longest-waiting queued or processing document last changed "
+        "(0 when none waits).",
+        value=(timezone.now() - oldest).total_seconds() if oldest else 0,
+    )
+
+
+def _index_metrics() -> Iterator[Metric]:
+    from .models import SEARCHABLE_STATES, Document, KnowledgeBase
+
+    def per_base(name: str, documentation: str) -> GaugeMetricFamily:
+        return GaugeMetricFamily(name, documentation, labels=["knowledge_base"])
+
+    version = per_base("rag_index_version", "Published index version of each knowledge base.")
+    chunks = per_base("rag_index_chunks", "Searchable passages (chunks) of each knowledge base.")
+    documents = per_base("rag_index_documents", "Indexed documents of each knowledge base.")
+    bases = KnowledgeBase.objects.annotate(
+        searchable=Count("chunks", filter=Q(chunks__document__state__in=SEARCHABLE_STATES)),
+    ).values_list("pk", "name", "index_version", "searchable")
+    indexed = dict(
+        Document.objects.filter(state=Document.State.INDEXED)
+        .values_list("knowledge_base")
+        .annotate(n=Count("pk"))
+        .values_list("knowledge_base", "n")
+    )
+    for pk, name, index_version, searchable in bases:
+        version.add_metric([name], index_version)
+        chunks.add_metric([name], searchable)
+        documents.add_metric([name], indexed.get(pk, 0))
+    yield from (version, chunks, documents)
 
 
 # --- The endpoint -------------------------------------------------------------------------------

@@ -142,18 +142,25 @@ def add_document(
         )
         suffix = Path(name).suffix.lower()[:10]
         document.file.save(f"{digest}{suffix}", File(spool), save=False)
-        try:
-            with transaction.atomic():
-                document.save()
-        except IntegrityError:
-            # The same content uploaded at the same moment was stored first: answer as a
-            # duplicate sent afterwards would, and remove this upload's own copy of the file.
-            document.file.delete(save=False)
-            existing = knowledge_base.documents.filter(sha256=digest).first()
-            if existing is None:
-                raise
-            return UploadResult(_requeue_if_failed(existing, password), created=False)
+        if (first := _save_or_first(document)) is not document:
+            return UploadResult(_requeue_if_failed(first, password), created=False)
     return UploadResult(document, created=True)
+
+
+def _save_or_first(document: Document) -> Document:
+    """Save the new document, or, when the same content uploaded at the same moment was stored
+    first, remove this upload's own copy of the file and return that one (as a duplicate sent
+    afterwards would find it)."""
+    try:
+        with transaction.atomic():
+            document.save()
+    except IntegrityError:
+        document.file.delete(save=False)
+        existing = document.knowledge_base.documents.filter(sha256=document.sha256).first()
+        if existing is None:
+            raise
+        return existing
+    return document
 
 
 def _copy_and_hash(name: str, source: IO[bytes], target: IO[bytes]) -> tuple[str, int]:

@@ -104,25 +104,13 @@ def knowledge_base_detail(request: HttpRequest, pk: int) -> HttpResponse:
     sort = request.GET.get("sort", "")
     if sort.removeprefix("-") not in DOCUMENT_SORTS:
         sort = "-added"
-    field = DOCUMENT_SORTS[sort.removeprefix("-")]
-    order = f"-{field}" if sort.startswith("-") else field
-    documents = knowledge_base.documents.select_related("replaces").order_by(order, "-pk")
-    if query:
-        documents = documents.filter(Q(original_name__icontains=query) | Q(title__icontains=query))
+    documents = listed_documents(knowledge_base, query, sort)
     page_obj = Paginator(documents, DOCUMENTS_PER_PAGE).get_page(request.GET.get("page"))
     rows = [
         {"document": document, "actions": DOCUMENT_ACTIONS.get(document.state, ("delete",))}
         for document in page_obj
     ]
     may_manage = KnowledgeBase.objects.manageable_by(request.user).filter(pk=pk).exists()
-    # Each column's link sorts by it, or the other way round when it is the current sort.
-    columns = {
-        key: {
-            "sort": f"-{key}" if sort == key else key,
-            "arrow": "▲" if sort == key else "▼" if sort == f"-{key}" else "",
-        }
-        for key in DOCUMENT_SORTS
-    }
     return render(
         request,
         "knowledge/knowledge_base.html",
@@ -132,12 +120,34 @@ def knowledge_base_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "page_obj": page_obj,
             "query": query,
             "sort": sort,
-            "columns": columns,
+            "columns": sort_links(sort),
             "action_states": ACTION_STATES,
             "total": knowledge_base.documents.count(),
             "may_manage": may_manage,
         },
     )
+
+
+def listed_documents(knowledge_base: KnowledgeBase, query: str, sort: str):
+    """The knowledge base's documents whose file name or title holds query, sorted by sort (a
+    DOCUMENT_SORTS key, with "-" for descending)."""
+    field = DOCUMENT_SORTS[sort.removeprefix("-")]
+    order = f"-{field}" if sort.startswith("-") else field
+    documents = knowledge_base.documents.select_related("replaces").order_by(order, "-pk")
+    if query:
+        documents = documents.filter(Q(original_name__icontains=query) | Q(title__icontains=query))
+    return documents
+
+
+def sort_links(sort: str) -> dict[str, dict[str, str]]:
+    """Each column's link sorts by it, or the other way round when it is the current sort."""
+    return {
+        key: {
+            "sort": f"-{key}" if sort == key else key,
+            "arrow": "▲" if sort == key else "▼" if sort == f"-{key}" else "",
+        }
+        for key in DOCUMENT_SORTS
+    }
 
 
 @page

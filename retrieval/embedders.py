@@ -407,6 +407,28 @@ def export_onnx(folder: Path, target: Path) -> Path:
     from transformers import AutoModel
 
     model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
+    sample = torch.ones((2, 8), dtype=torch.int64)
+    axes = {0: "batch", 1: "tokens"}
+    # The tracer warns about Python control flow in the model's code; the graph is checked
+    # against PyTorch's output by the tests, so the warnings would only clutter worker logs.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _last_hidden_state(model),
+            (sample, sample, torch.zeros_like(sample)),
+            str(target),
+            input_names=list(_INPUT_NAMES),
+            output_names=["last_hidden_state"],
+            dynamic_axes={name: axes for name in [*_INPUT_NAMES, "last_hidden_state"]},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    return target
+
+
+def _last_hidden_state(model):
+    """The transformer as a module whose output is its last hidden state alone."""
+    import torch
 
     class LastHiddenState(torch.nn.Module):
         def __init__(self) -> None:
@@ -424,23 +446,7 @@ def export_onnx(folder: Path, target: Path) -> Path:
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state
 
-    sample = torch.ones((2, 8), dtype=torch.int64)
-    axes = {0: "batch", 1: "tokens"}
-    # The tracer warns about Python control flow in the model's code; the graph is checked
-    # against PyTorch's output by the tests, so the warnings would only clutter worker logs.
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            LastHiddenState(),
-            (sample, sample, torch.zeros_like(sample)),
-            str(target),
-            input_names=list(_INPUT_NAMES),
-            output_names=["last_hidden_state"],
-            dynamic_axes={name: axes for name in [*_INPUT_NAMES, "last_hidden_state"]},
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    return target
+    return LastHiddenState()
 
 
 def quantize_onnx(source: Path, target: Path) -> Path:

@@ -59,6 +59,31 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--base", required=True, help="base model folder or name")
     train.add_argument("--data", required=True, type=Path, help="training examples (JSON lines)")
     train.add_argument("--out", required=True, type=Path, help="adapter folder to write")
+    _add_hyperparameters(train, defaults)
+    train.add_argument(
+        "--target-modules",
+        default=",".join(DEFAULT_TARGET_MODULES),
+        help="comma-separated module names, or all-linear",
+    )
+    train.add_argument(
+        "--quantization",
+        choices=QUANTIZATION_CHOICES,
+        default=defaults.quantization,
+        help="auto: 4-bit QLoRA when CUDA and bitsandbytes are present",
+    )
+    train.add_argument(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="trade compute for memory (default: on with 4-bit)",
+    )
+    train.add_argument("--seed", type=int, default=defaults.seed, help="shuffling and LoRA init")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=run_train)
+
+
+def _add_hyperparameters(train: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    """The training and LoRA hyperparameters, defaulting to TrainConfig's."""
     train.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the data")
     train.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
     train.add_argument("--rank", type=int, default=defaults.rank, help="LoRA rank r")
@@ -82,26 +107,6 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         default=defaults.warmup_ratio,
         help="share of steps with a rising learning rate",
     )
-    train.add_argument(
-        "--target-modules",
-        default=",".join(DEFAULT_TARGET_MODULES),
-        help="comma-separated module names, or all-linear",
-    )
-    train.add_argument(
-        "--quantization",
-        choices=QUANTIZATION_CHOICES,
-        default=defaults.quantization,
-        help="auto: 4-bit QLoRA when CUDA and bitsandbytes are present",
-    )
-    train.add_argument(
-        "--gradient-checkpointing",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="trade compute for memory (default: on with 4-bit)",
-    )
-    train.add_argument("--seed", type=int, default=defaults.seed, help="shuffling and LoRA init")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.set_defaults(handler=run_train)
 
 
 def _add_serve_args(commands: argparse._SubParsersAction) -> None:

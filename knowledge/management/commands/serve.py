@@ -96,13 +96,7 @@ class Command(BaseCommand):
         host, _, port = addrport.rpartition(":")
         host = host or "127.0.0.1"
         url = f"http://{host}:{port}/"
-        lock = threading.Lock()
-
-        def write(line: str) -> None:
-            with lock:
-                self.stdout.write(line)
-                self.stdout.flush()
-
+        write = self._line_writer()
         signals: list[int] = []
         stopping = threading.Event()
 
@@ -111,6 +105,40 @@ class Command(BaseCommand):
             stopping.set()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        worker, web = self._start(host, port, write)
+        children = [worker, web]
+        try:
+            if self._wait_until_ready(url, worker, web, stopping, ready_timeout):
+                web.seen.wait(1)  # its log line of the health check, before the login line
+                write("")
+                write(login_text(username, url))
+                write("Ctrl-C stops the web server and the worker.")
+            while not stopping.is_set() and all(child.running() for child in children):
+                stopping.wait(0.5)
+        finally:
+            failed = [child.name for child in children if not child.running()]
+            if signals:
+                write("Stopping the web server and the worker…")
+            _stop(worker, web, signals)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if failed and not signals:
+            raise CommandError(f"The {' and the '.join(failed)} stopped; see its output above.")
+        write("Stopped.")
+
+    def _line_writer(self) -> Callable[[str], None]:
+        """Write whole lines to stdout from the children's reader threads, one at a time."""
+        lock = threading.Lock()
+
+        def write(line: str) -> None:
+            with lock:
+                self.stdout.write(line)
+                self.stdout.flush()
+
+        return write
+
+    def _start(self, host: str, port: str, write: Callable[[str], None]) -> tuple[Child, Child]:
+        """Start the Celery worker and the web server, their output relayed through write."""
         # -u: unbuffered, so that their lines arrive as they are written
         manage = [sys.executable, "-u", str(settings.BASE_DIR / "manage.py")]
         worker = Child(
@@ -122,36 +150,7 @@ class Command(BaseCommand):
         worker.watch_for(WORKER_READY)
         web = Child("web", [*manage, "runserver", f"{host}:{port}", "--noreload"], write)
         web.watch_for(reverse("knowledge:health"))
-        children = [worker, web]
-        try:
-            ready = self._wait_until_ready(url, worker, web, stopping, ready_timeout)
-            if ready:
-                web.seen.wait(1)  # its log line of the health check, before the login line
-                write("")
-                write(login_text(username, url))
-                write("Ctrl-C stops the web server and the worker.")
-            while not stopping.is_set() and all(child.running() for child in children):
-                stopping.wait(0.5)
-        finally:
-            failed = [child.name for child in children if not child.running()]
-            if signals:
-                write("Stopping the web server and the worker…")
-            worker.stop(signal.SIGTERM)  # celery: one warm shutdown
-            web.stop(signal.SIGINT)
-            # A second Ctrl-C stops them at once.
-            count = len(signals)
-            deadline = time.monotonic() + STOP_SECONDS
-            while any(child.running() for child in children) and time.monotonic() < deadline:
-                if len(signals) > count:
-                    break
-                time.sleep(0.1)
-            for child in children:
-                child.finish(0)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        if failed and not signals:
-            raise CommandError(f"The {' and the '.join(failed)} stopped; see its output above.")
-        write("Stopped.")
+        return worker, web
 
     def _wait_until_ready(
         self, url: str, worker: Child, web: Child, stopping: threading.Event, timeout: float
@@ -171,3 +170,18 @@ class Command(BaseCommand):
                 deadline = float("inf")
             stopping.wait(0.3)
         return False
+
+
+def _stop(worker: Child, web: Child, signals: list[int]) -> None:
+    """Stop both children: the worker with one warm shutdown, the web server as Ctrl-C does;
+    wait up to STOP_SECONDS, or less when another Ctrl-C arrives, then kill what is left."""
+    worker.stop(signal.SIGTERM)
+    web.stop(signal.SIGINT)
+    count = len(signals)
+    deadline = time.monotonic() + STOP_SECONDS
+    while any(child.running() for child in (worker, web)) and time.monotonic() < deadline:
+        if len(signals) > count:
+            break
+        time.sleep(0.1)
+    for child in (worker, web):
+        child.finish(0)
