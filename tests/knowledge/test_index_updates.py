@@ -4,11 +4,14 @@ the background; check_index agrees with the database after every step."""
 
 from __future__ import annotations
 
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
 
 from knowledge import documents, indexing, ingestion, tasks
 from knowledge.components import get_index_store
-from knowledge.models import Document, IndexChange, KnowledgeBase
+from knowledge.models import Chunk, Document, IndexChange, KnowledgeBase
 from retrieval.store import MAX_DELTAS
 from tests.factories import add_text, make_knowledge_base
 
@@ -105,3 +108,27 @@ def test_the_merge_task_keeps_the_deltas_few(eager_celery, django_capture_on_com
     assert indexing.check_index(knowledge_base).problems == []
     version = knowledge_base.index_version
     assert tasks.merge_index.apply(args=[knowledge_base.pk]).get() == version  # nothing to do
+
+
+def test_the_ingest_command_publishes_a_folder_once_not_once_per_file(tmp_path, monkeypatch):
+    from knowledge.management.commands import ingest
+
+    monkeypatch.setattr(ingest, "PUBLISH_EVERY_SECONDS", 3600.0)  # a run shorter than that
+    knowledge_base = make_knowledge_base()
+    indexed(knowledge_base, "train")
+    knowledge_base.refresh_from_db()
+    version = knowledge_base.index_version
+    folder = tmp_path / "trips"
+    folder.mkdir()
+    for name in ("bus", "ferry", "bicycle"):
+        (folder / f"{name}.md").write_text(f"# {name}\n\nReceipts of the {name} count too.\n")
+    call_command("ingest", str(folder), "--kb", knowledge_base.name, stdout=StringIO())
+    knowledge_base.refresh_from_db()
+    assert knowledge_base.index_version == version + 1  # one delta of the three files
+    assert (
+        manifest(knowledge_base).deltas[-1].rows
+        == Chunk.objects.filter(
+            document__original_name__in=["bus.md", "ferry.md", "bicycle.md"]
+        ).count()
+    )
+    assert indexing.check_index(knowledge_base).problems == []

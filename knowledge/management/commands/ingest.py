@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from knowledge import ingestion, uploads
+from knowledge import indexing, ingestion, uploads
 from knowledge.errors import UploadRejectedError
 from knowledge.models import Document, KnowledgeBase
 from knowledge.progress import progress
+
+# The indexes are published once per this many seconds of ingestion, and once at the end, not
+# once per file: each publish is one delta of the files ingested since the last.
+PUBLISH_EVERY_SECONDS = 5.0
 
 
 class Command(BaseCommand):
@@ -33,14 +38,20 @@ class Command(BaseCommand):
         if not files:
             raise CommandError("No files found under the given paths.")
         knowledge_base, _ = KnowledgeBase.objects.get_or_create(name=kb)
-        failures = 0
-        with progress(files, unit="file", desc="Ingesting") as bar:
-            for path in bar:
-                bar.set_postfix_str(path.name[:40])
-                row = ingest_file(knowledge_base, path, password, _showing_percent(bar, path))
-                failures += row["status"] == "failed"
-                with tqdm.external_write_mode():  # lines go above the bar, not through it
-                    self.stdout.write(format_row(row, as_json))
+        failures, published = 0, time.monotonic()
+        try:
+            with progress(files, unit="file", desc="Ingesting") as bar:
+                for path in bar:
+                    bar.set_postfix_str(path.name[:40])
+                    row = ingest_file(knowledge_base, path, password, _showing_percent(bar, path))
+                    failures += row["status"] == "failed"
+                    with tqdm.external_write_mode():  # lines go above the bar, not through it
+                        self.stdout.write(format_row(row, as_json))
+                    if time.monotonic() - published >= PUBLISH_EVERY_SECONDS:
+                        indexing.sync_index(knowledge_base)
+                        published = time.monotonic()
+        finally:
+            indexing.sync_index(knowledge_base)  # also what an interrupted run had stored
         if failures:
             raise CommandError(f"{failures} of {len(files)} file(s) failed.", returncode=1)
 
@@ -84,7 +95,8 @@ def ingest_file(
     if not upload.created and document.state != Document.State.QUEUED:
         row["status"] = "skipped"
     else:
-        document = ingestion.ingest_document(document.pk, progress) or document
+        # Published by the caller, with the other files of its batch.
+        document = ingestion.ingest_document(document.pk, progress, publish=False) or document
         row["status"] = document.state
     row.update(pages=document.page_count, chunks=document.chunk_count, error=document.error or None)
     if row["status"] == "skipped" and document.state == Document.State.FAILED:
