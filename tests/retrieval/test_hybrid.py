@@ -83,6 +83,18 @@ def test_weighted_search_uses_the_dense_weight(embedder, handbook):
     assert retriever.search(query, k=5) == weighted_fusion(rankings, [0.8, 0.2])[:5]
 
 
+def test_weighted_search_uses_the_normalisation(embedder, handbook):
+    query = QUERIES[0]
+    vector = embedder.embed([query])[0]
+    rankings = [handbook[0].search(vector, 5), handbook[1].search(query, 5)]
+    retriever = HybridRetriever(
+        embedder, [handbook], depth=5, fusion="weighted", dense_weight=0.3, normalisation="zscore"
+    )
+    assert retriever.search(query, k=5) == weighted_fusion(rankings, [0.3, 0.7], "zscore")[:5]
+    with pytest.raises(ValueError, match="normalisation"):
+        HybridRetriever(embedder, [handbook], normalisation="rank")
+
+
 def test_a_dense_weight_of_one_keeps_the_dense_order(embedder, handbook):
     query = QUERIES[1]
     dense_order = [hit.chunk_id for hit in handbook[0].search(embedder.embed([query])[0], 3)]
