@@ -97,8 +97,9 @@ def _delta_of(knowledge_base: KnowledgeBase, changes: list[tuple[int, int, list[
         ids.append(chunk_id)
         texts.append(text)
         vectors.append(bytes(embedding))
-    dimension = get_embedder().dimension
-    matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(ids), dimension)
+    if not ids:
+        return IndexDelta.of(deleted=deleted)
+    matrix = np.frombuffer(b"".join(vectors), dtype=np.float32).reshape(len(ids), -1)
     return IndexDelta.of(ids, matrix, texts, deleted)
 
 
