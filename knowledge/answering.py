@@ -11,13 +11,14 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext, gettext_lazy
 
-from generation.citations import CitationRenumberer, check_citations
+from generation.citations import Citation, CitationRenumberer, check_citations
 from generation.client import CircuitBreaker, VllmClient
 from generation.errors import GenerationError
 from generation.extractive import EmbedFunction, ExtractiveGenerator
@@ -50,11 +51,77 @@ class EmptyQuestionError(ValueError):
 
 
 @dataclass(frozen=True)
-class AnswerEvent:
-    """One step of a streamed answer: "sources", then "delta" (many), then one "done"."""
+class Timings:
+    """Milliseconds from the start of the request."""
 
-    kind: str
-    data: dict
+    retrieval_ms: int
+    first_token_ms: int | None
+    generation_ms: int
+    total_ms: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    """The model server's token counts."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def reported(cls, counts: dict[str, int]) -> Usage | None:
+        """The counts a server reported, or None where it reported none (or half of them)."""
+        prompt, completion = counts.get("prompt_tokens"), counts.get("completion_tokens")
+        if prompt is None or completion is None:
+            return None
+        return cls(prompt, completion, counts.get("total_tokens", prompt + completion))
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer as stored in its conversation; the REST API's ask object
+    (serializers.AskResponseSerializer). Citations and passages are numbered alike: [n] of the
+    text is citations' and passages' n."""
+
+    text: str
+    citations: tuple[Citation, ...]
+    conversation: int
+    message: int
+    mode: str  # "llm" or "extractive"
+    invalid_citations: tuple[int, ...]
+    uncited_sentences: tuple[str, ...]
+    notice: str | None  # why the extractive generator stood in for the LLM
+    standalone_question: str  # the question as retrieval saw it, the conversation folded in
+    timings: Timings
+    passages: tuple[Citation, ...]  # every passage given to the generator, numbered
+    usage: Usage | None  # None for extractive answers
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The first event of a streamed answer: the numbered passages it is drawn from."""
+
+    passages: tuple[Citation, ...]
+    kind: ClassVar[str] = "sources"
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the answer's text as it is written."""
+
+    text: str
+    kind: ClassVar[str] = "delta"
+
+
+@dataclass(frozen=True)
+class Done:
+    """The last event: the answer, stored; its text replaces what was streamed."""
+
+    answer: Answer
+    kind: ClassVar[str] = "done"
+
+
+AnswerEvent = Sources | Delta | Done
 
 
 # In the language active for the request (the interface's; knowledge/sse.py keeps it for streams).
@@ -158,15 +225,12 @@ def answer_question(
     user=None,
     conversation: Conversation | None = None,
     top_k: int | None = None,
-) -> dict:
-    """Answer a question and return the REST ask object (the "done" event of stream_answer)."""
-    done: dict = {}
-    for event in stream_answer(
+) -> Answer:
+    """Answer a question: the answer of stream_answer's "done" event."""
+    events = stream_answer(
         question, knowledge_bases, user=user, conversation=conversation, top_k=top_k
-    ):
-        if event.kind == "done":
-            done = event.data
-    return done
+    )
+    return next(event.answer for event in events if isinstance(event, Done))
 
 
 def stream_answer(
@@ -178,13 +242,13 @@ def stream_answer(
     top_k: int | None = None,
 ) -> Iterator[AnswerEvent]:
     """Answer a question from the given knowledge bases (the caller has checked that the user
-    may read them), as events: "sources" with the numbered passages, "delta" pieces of the
-    answer as it is written, and one "done" with the REST ask object, after the question and
-    the answer are stored in the conversation (a new one unless given).
+    may read them), as events: Sources with the numbered passages, Delta pieces of the answer
+    as it is written, and one Done with the answer, after the question and the answer are
+    stored in the conversation (a new one unless given).
 
     With RAG_LLM_BASE_URL set the LLM answers; without it, or when it fails, the extractive
     generator does (mode "extractive", and a notice when it stands in for the LLM). The done
-    object's answer is authoritative: after a failure mid-stream it replaces the streamed text.
+    answer is authoritative: after a failure mid-stream it replaces the streamed text.
     Raises EmptyQuestionError, and conversations.ConversationNotFoundError for another user's
     conversation.
     """
@@ -196,110 +260,121 @@ def stream_answer(
     conversation = conversations.conversation_for(user, question, bases, conversation)
     history = conversations.recent_turns(conversation, user)
     conversations.add_question(conversation, question)
-    client = get_llm_client()
-    model = llm_model_for(bases)
+    client, model = get_llm_client(), llm_model_for(bases)
     standalone = _standalone_question(question, history, client, model)
     passages = search_passages(bases, standalone, top_k or settings.RAG_ANSWER_TOP_K, user=user)
-    retrieved = time.perf_counter()
+    turn = _Turn(conversation, question, standalone, passages, started)
     generator = get_extractive_generator(bases)
-    run = _GenerationRun(started, question, lambda: generator.answer(standalone, passages).text)
+    turn.run.fallback = lambda: generator.answer(standalone, passages).text
     if not passages or client is None:
-        # The whole answer is known before it is shown: number the sources by first use now,
-        # so that the sources event is already in the answer's order.
-        first_use = CitationRenumberer(len(passages))
-        text = first_use.renumbered(run.fallback() if passages else not_found_answer(question))
-        passages = [passages[n - 1] for n in first_use.order()]
-        pieces = run.emit(text, mode="extractive")
+        pieces = turn.extract()
     else:
-        pieces = run.stream_llm(client, model, build_messages(standalone, passages, history))
-    # Numbers by first use as the answer streams (an identity for an answer numbered already).
-    renumber = CitationRenumberer(len(passages))
-    yield AnswerEvent("sources", {"passages": _numbered(passages)})
-    turn = _Turn(conversation, standalone, passages, run, started, retrieved)
-    try:
-        for piece in pieces:
-            if shown := renumber.feed(piece):
-                yield AnswerEvent("delta", {"text": shown})
-        if shown := renumber.flush():
-            yield AnswerEvent("delta", {"text": shown})
-    except GeneratorExit:
-        # The client left mid-answer: finish it anyway, so the conversation holds the answer.
-        for piece in pieces:
-            renumber.feed(piece)
-        turn.record(renumber)
-        raise
-    yield AnswerEvent("done", turn.record(renumber))
+        pieces = turn.run.stream_llm(client, model, build_messages(standalone, passages, history))
+    yield from turn.events(pieces)
 
 
 class _Turn:
     """One question's answer, recorded once in the conversation, whatever the client does."""
 
-    def __init__(self, conversation, standalone, passages, run, started, retrieved) -> None:
+    def __init__(self, conversation, question, standalone, passages, started) -> None:
         self.conversation = conversation
         self.standalone = standalone
         self.passages = passages
-        self.run = run
         self.started = started
-        self.retrieved = retrieved
+        self.retrieved = time.perf_counter()
+        self.run = _GenerationRun(question)
 
-    def record(self, renumber: CitationRenumberer) -> dict:
-        """Store the answer with its checked citations; return the REST ask object."""
+    def extract(self) -> Iterator[str]:
+        """The extractive answer. It is known before it is shown: the sources are numbered by
+        first use now, so that the Sources event is already in the answer's order."""
+        first_use = CitationRenumberer(len(self.passages))
+        fallback = self.run.fallback() if self.passages else not_found_answer(self.run.question)
+        text = first_use.renumbered(fallback)
+        self.passages = [self.passages[n - 1] for n in first_use.order()]
+        return self.run.emit(text, mode="extractive")
+
+    def events(self, pieces: Iterator[str]) -> Iterator[AnswerEvent]:
+        # Numbers by first use as the answer streams (an identity for an answer numbered
+        # already).
+        renumber = CitationRenumberer(len(self.passages))
+        yield Sources(_numbered(self.passages))
+        try:
+            for piece in pieces:
+                if shown := renumber.feed(piece):
+                    yield Delta(shown)
+            if shown := renumber.flush():
+                yield Delta(shown)
+        except GeneratorExit:
+            # The client left mid-answer: finish it anyway, so the conversation holds it.
+            for piece in pieces:
+                renumber.feed(piece)
+            self.record(renumber)
+            raise
+        yield Done(self.record(renumber))
+
+    def record(self, renumber: CitationRenumberer) -> Answer:
+        """Store the answer with its checked citations."""
         run = self.run
         order = renumber.order()
         passages = [self.passages[n - 1] for n in order] if self.passages else []
         checked = check_citations(renumber.renumbered(run.answer), passages)
-        finished = time.perf_counter()
-        timings = {
-            "retrieval_ms": _ms(self.retrieved - self.started),
-            "first_token_ms": _ms(run.first_token - self.started) if run.first_token else None,
-            "generation_ms": _ms(finished - self.retrieved),
-            "total_ms": _ms(finished - self.started),
-        }
-        citations = [citation.as_dict() for citation in checked.citations]
+        timings = self._timings()
         message = conversations.add_answer(
             self.conversation,
             checked.answer,
-            citations=citations,
+            citations=[citation.as_dict() for citation in checked.citations],
             mode=run.mode,
             standalone_question=self.standalone,
-            timings=timings,
+            timings=asdict(timings),
             notice=run.notice or "",
         )
-        metrics.observe_answer(run.mode, timings)
-        return {
-            "answer": checked.answer,
-            "citations": citations,
-            "conversation": self.conversation.pk,
-            "message": message.pk,
-            "mode": run.mode,
-            "invalid_citations": checked.invalid_citations,
-            "uncited_sentences": checked.uncited_sentences,
-            "notice": run.notice,
-            "standalone_question": self.standalone,
-            "timings": timings,
-            "passages": _numbered(passages),
-            # The model server's token counts (None for extractive answers).
-            "usage": run.usage,
-        }
+        metrics.observe_answer(run.mode, asdict(timings))
+        return Answer(
+            text=checked.answer,
+            citations=tuple(checked.citations),
+            conversation=self.conversation.pk,
+            message=message.pk,
+            mode=run.mode,
+            invalid_citations=tuple(checked.invalid_citations),
+            uncited_sentences=tuple(checked.uncited_sentences),
+            notice=run.notice,
+            standalone_question=self.standalone,
+            timings=timings,
+            passages=_numbered(passages),
+            usage=run.usage,
+        )
+
+    def _timings(self) -> Timings:
+        finished, first = time.perf_counter(), self.run.first_token
+        return Timings(
+            retrieval_ms=_ms(self.retrieved - self.started),
+            first_token_ms=_ms(first - self.started) if first else None,
+            generation_ms=_ms(finished - self.retrieved),
+            total_ms=_ms(finished - self.started),
+        )
 
 
-def _numbered(passages: list[Passage]) -> list[dict]:
-    return [_passage_dict(n, p) for n, p in enumerate(passages, start=1)]
+def _numbered(passages: list[Passage]) -> tuple[Citation, ...]:
+    """The passages as given to the generator, numbered [1]..[n]."""
+    return tuple(
+        Citation(n, p.chunk_id, p.document_id, p.document_title, p.page, p.text)
+        for n, p in enumerate(passages, start=1)
+    )
 
 
 class _GenerationRun:
     """The answer as it is generated: text, mode, fallback notice, time of the first piece.
     Its generators yield the answer's text piece by piece."""
 
-    def __init__(self, started: float, question: str, fallback: Callable[[], str]) -> None:
-        self.started = started
+    def __init__(self, question: str) -> None:
         self.question = question
-        self.fallback = fallback
+        # The extractive answer, for when the LLM is not there or fails.
+        self.fallback: Callable[[], str] = lambda: not_found_answer(question)
         self.answer = ""
         self.mode = "extractive"
         self.notice: str | None = None
         self.first_token: float | None = None
-        self.usage: dict[str, int] | None = None
+        self.usage: Usage | None = None
 
     def emit(self, text: str, mode: str) -> Iterator[str]:
         """A ready answer, streamed sentence by sentence like a generated one."""
@@ -330,7 +405,7 @@ class _GenerationRun:
             return
         self.mode = "llm"
         self.answer = "".join(pieces).strip() or not_found_answer(self.question)
-        self.usage = usage or None
+        self.usage = Usage.reported(usage)
 
     def _mark_first(self) -> None:
         if self.first_token is None:
@@ -376,17 +451,6 @@ def _standalone_question(
             logger.warning("Condensing the follow-up with the LLM failed: %s", error)
             metrics.observe_llm_error("condense", error)
     return heuristic_standalone_question(history, question)
-
-
-def _passage_dict(n: int, passage: Passage) -> dict:
-    return {
-        "n": n,
-        "chunk_id": passage.chunk_id,
-        "document_id": passage.document_id,
-        "document_title": passage.document_title,
-        "page": passage.page,
-        "text": passage.text,
-    }
 
 
 def _ms(seconds: float) -> int:

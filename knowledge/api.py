@@ -271,11 +271,12 @@ class AskView(APIView):
             "top_k": data.get("top_k"),
         }
         if not data["stream"]:
-            return Response(answering.answer_question(data["question"], knowledge_bases, **kwargs))
+            answer = answering.answer_question(data["question"], knowledge_bases, **kwargs)
+            return Response(s.AskResponseSerializer(answer).data)
         events = answering.stream_answer(data["question"], knowledge_bases, **kwargs)
         return event_stream(
             guarded(
-                (sse_event(event.kind, event.data) for event in events),
+                (sse_event(event.kind, s.answer_event_body(event)) for event in events),
                 on_error=lambda status, body: sse_event("error", body),
             )
         )

@@ -11,19 +11,19 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import translation
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from . import access, answering, conversations
+from . import serializers as s
 from .errors import KnowledgeBaseNotFoundError
 from .forms import AskForm, FeedbackForm
 from .markdown import render_markdown, render_passage
 from .models import Conversation, Document, Message
 from .pages import AuthenticatedHttpRequest, page
-from .sse import in_language, sse_event
+from .sse import event_stream, sse_event
 
 logger = logging.getLogger(__name__)
 
@@ -125,24 +125,19 @@ def answer_stream(request: AuthenticatedHttpRequest) -> HttpResponse | Streaming
     events = answering.stream_answer(
         data["question"], knowledge_bases, user=request.user, conversation=conversation
     )
-    response = StreamingHttpResponse(
-        in_language(translation.get_language(), chat_events(events, request.user)),
-        content_type="text/event-stream",
-    )
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
-    return response
+    return event_stream(chat_events(events, request.user))
 
 
-def chat_events(events: Iterable, user) -> Iterator[str]:
-    """Server-sent events from answering.stream_answer events, with links to the sources and
-    the finished answer rendered as safe HTML."""
+def chat_events(events: Iterable[answering.AnswerEvent], user) -> Iterator[str]:
+    """Server-sent events from answering.stream_answer events (the REST API's, see
+    serializers.answer_event_body), with links to the sources and the finished answer
+    rendered as safe HTML."""
     try:
         for event in events:
-            data = dict(event.data)
-            if event.kind == "sources":
-                data["passages"] = citations_with_urls(data.get("passages", []), user)
-            elif event.kind == "done":
+            data = s.answer_event_body(event)
+            if isinstance(event, answering.Sources):
+                data["passages"] = citations_with_urls(data["passages"], user)
+            elif isinstance(event, answering.Done):
                 data = finished_answer(data, user)
             yield sse_event(event.kind, data)
     except Exception:
@@ -153,12 +148,12 @@ def chat_events(events: Iterable, user) -> Iterator[str]:
 
 
 def finished_answer(data: dict, user) -> dict:
-    citations = citations_with_urls(data.get("citations", []), user)
+    citations = citations_with_urls(data["citations"], user)
     return {
         **data,
         "citations": citations,
-        "passages": citations_with_urls(data.get("passages", []), user),
-        "html": render_markdown(data.get("answer", ""), answer_links(citations)),
+        "passages": citations_with_urls(data["passages"], user),
+        "html": render_markdown(data["answer"], answer_links(citations)),
     }
 
 

@@ -12,7 +12,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from generation.judges import make_judge
 from retrieval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from retrieval.text import fold
 
-from . import answering, components, search
+from . import answering, components, search, serializers
 from .models import KnowledgeBase
 
 logger = logging.getLogger(__name__)
@@ -154,12 +154,12 @@ class EvaluationRun:
         row.update(_answer_fields(answer), reference_answer=item.reference_answer)
         row["retrieval"], ranking_ms = self._retrieval(item)
         judged = time.perf_counter()
-        texts = [p["text"] for p in answer["passages"]]
-        row["faithfulness"] = _faithfulness_row(answer["answer"], texts, self.judge, item)
-        row["citations"] = _citation_row(answer["answer"], texts, self.judge)
-        cited = [citation["document_id"] for citation in answer["citations"]]
-        row["correctness"] = _correctness_row(answer["answer"], item, cited)
-        row["latency_ms"] = dict(answer.get("timings") or {})
+        texts = [passage.text for passage in answer.passages]
+        row["faithfulness"] = _faithfulness_row(answer.text, texts, self.judge, item)
+        row["citations"] = _citation_row(answer.text, texts, self.judge)
+        cited = [citation.document_id for citation in answer.citations]
+        row["correctness"] = _correctness_row(answer.text, item, cited)
+        row["latency_ms"] = asdict(answer.timings)
         row["latency_ms"]["ranking_ms"] = ranking_ms
         row["latency_ms"]["judge_ms"] = round((time.perf_counter() - judged) * 1000)
         return row
@@ -204,14 +204,15 @@ class EvaluationRun:
         }
 
 
-def _answer_fields(answer: dict) -> dict[str, Any]:
+def _answer_fields(answer: answering.Answer) -> dict[str, Any]:
+    """The answer in a report row, its citations and passages as the REST API gives them."""
     return {
-        "answer": answer["answer"],
-        "mode": answer["mode"],
-        "notice": answer.get("notice"),
-        "citations_given": answer["citations"],
-        "invalid_citations": answer.get("invalid_citations", []),
-        "passages": answer["passages"],
+        "answer": answer.text,
+        "mode": answer.mode,
+        "notice": answer.notice,
+        "citations_given": serializers.citations_body(answer.citations),
+        "invalid_citations": list(answer.invalid_citations),
+        "passages": serializers.NumberedPassageSerializer(answer.passages, many=True).data,
     }
 
 

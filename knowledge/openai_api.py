@@ -101,27 +101,19 @@ def check_limits(question: str, history: list[tuple[str, str]]) -> None:
         raise exceptions.ValidationError({"messages": [problem]})
 
 
-def usage(done: dict[str, Any], question: str, history: list[tuple[str, str]]) -> dict[str, int]:
+def usage(done: answering.Answer, question: str, history: list[tuple[str, str]]) -> dict[str, int]:
     """OpenAI's token counts: the model server's own when the answer carries them, otherwise
     (extractive answers, or a server that sent none) counted with the embedding model's
     tokenizer: the prompt is the question, the earlier turns and the passages the answer was
     drawn from, the completion is the answer."""
-    given = done.get("usage") or {}
-    if isinstance(given.get("prompt_tokens"), int) and isinstance(
-        given.get("completion_tokens"), int
-    ):
-        prompt, answer = given["prompt_tokens"], given["completion_tokens"]
+    if done.usage is not None:
+        prompt, answer = done.usage.prompt_tokens, done.usage.completion_tokens
     else:
         read = [question, *(text for _, text in history)]
-        read += [passage.get("text") or "" for passage in done.get("passages", [])]
-        counts = components.get_embedder().count_tokens([*read, done.get("answer") or ""])
+        read += [passage.text for passage in done.passages]
+        counts = components.get_embedder().count_tokens([*read, done.text])
         prompt, answer = sum(counts[:-1]), counts[-1]
     return {"prompt_tokens": prompt, "completion_tokens": answer, "total_tokens": prompt + answer}
-
-
-def citations(done: dict[str, Any]) -> list[dict[str, Any]]:
-    keys = ("n", "document_id", "document_title", "page", "chunk_id", "text")
-    return [{key: c.get(key) for key in keys} for c in done.get("citations", [])]
 
 
 class ChatCompletions(OpenAIView):
@@ -166,8 +158,9 @@ class ChatCompletions(OpenAIView):
         return Response(completion(done, model, count(done)))
 
 
-def completion(done: dict[str, Any], model: str, tokens: dict[str, int]) -> dict[str, Any]:
-    message = {"role": "assistant", "content": done["answer"], "citations": citations(done)}
+def completion(done: answering.Answer, model: str, tokens: dict[str, int]) -> dict[str, Any]:
+    citations = s.citations_body(done.citations)
+    message = {"role": "assistant", "content": done.text, "citations": citations}
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -179,9 +172,9 @@ def completion(done: dict[str, Any], model: str, tokens: dict[str, int]) -> dict
 
 
 def completion_chunks(
-    events: Iterator[Any],
+    events: Iterator[answering.AnswerEvent],
     model: str,
-    count: Callable[[dict[str, Any]], dict[str, int]] | None = None,
+    count: Callable[[answering.Answer], dict[str, int]] | None = None,
 ) -> Iterator[str]:
     """chat.completion.chunk events: the role, the answer's deltas, a last chunk with
     finish_reason and citations, then [DONE]. With count (stream_options.include_usage), as
@@ -205,12 +198,12 @@ def completion_chunks(
     def chunks() -> Iterator[str]:
         yield chunk({"role": "assistant", "content": ""})
         for event in events:
-            if event.kind == "delta" and event.data.get("text"):
-                yield chunk({"content": event.data["text"]})
-            elif event.kind == "done":
-                yield chunk({}, "stop", citations=citations(event.data))
+            if isinstance(event, answering.Delta) and event.text:
+                yield chunk({"content": event.text})
+            elif isinstance(event, answering.Done):
+                yield chunk({}, "stop", citations=s.citations_body(event.answer.citations))
                 if count is not None:
-                    yield sse_event(None, {**base, "choices": [], "usage": count(event.data)})
+                    yield sse_event(None, {**base, "choices": [], "usage": count(event.answer)})
         yield sse_event(None, "[DONE]")
 
     return guarded(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+from generation.citations import Citation
+
+from .answering import AnswerEvent, Delta, Sources
 from .forms import MAX_ID
 from .models import Document, KnowledgeBase
 
@@ -171,8 +175,15 @@ class CitationSerializer(serializers.Serializer):
     text = serializers.CharField()
 
 
-class NumberedPassageSerializer(CitationSerializer):
+class NumberedPassageSerializer(serializers.Serializer):
     """A passage as given to the generator, numbered [n]."""
+
+    n = serializers.IntegerField()
+    chunk_id = serializers.IntegerField()
+    document_id = serializers.IntegerField()
+    document_title = serializers.CharField()
+    page = serializers.IntegerField(allow_null=True)
+    text = serializers.CharField()
 
 
 class TimingsSerializer(serializers.Serializer):
@@ -195,7 +206,9 @@ class UsageSerializer(serializers.Serializer):
 
 
 class AskResponseSerializer(serializers.Serializer):
-    answer = serializers.CharField()
+    """An answering.Answer."""
+
+    answer = serializers.CharField(source="text")
     citations = CitationSerializer(many=True)
     conversation = serializers.IntegerField()
     message = serializers.IntegerField()
@@ -211,6 +224,19 @@ class AskResponseSerializer(serializers.Serializer):
     usage = UsageSerializer(
         allow_null=True, help_text="The model server's token counts; null for extractive answers."
     )
+
+
+def answer_event_body(event: AnswerEvent) -> dict[str, Any]:
+    """The JSON of one event of a streamed answer (answering.stream_answer)."""
+    if isinstance(event, Sources):
+        return {"passages": NumberedPassageSerializer(event.passages, many=True).data}
+    if isinstance(event, Delta):
+        return {"text": event.text}
+    return AskResponseSerializer(event.answer).data
+
+
+def citations_body(citations: Iterable[Citation]) -> list[dict[str, Any]]:
+    return list(CitationSerializer(citations, many=True).data)
 
 
 # --- OpenAI-compatible chat completions ---------------------------------------------------------

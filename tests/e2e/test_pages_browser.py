@@ -79,12 +79,12 @@ def test_every_page_fits_the_width_without_sideways_scrolling(
     too_wide = {} if fits(page) else {"login": page.evaluate("document.body.scrollWidth")}
     log_in(page, live_server, admin)
     pages = {
-        "chat": f"/chat/{answer['conversation']}/",
+        "chat": f"/chat/{answer.conversation}/",
         "upload": f"/knowledge-bases/{handbook.pk}/upload/",
         "documents": f"/knowledge-bases/{handbook.pk}/",
         "admin": "/admin/knowledge/document/",
         "home": "/",
-        "passage": f"/passages/{answer['citations'][0]['chunk_id']}/",
+        "passage": f"/passages/{answer.citations[0].chunk_id}/",
     }
     for name, path in pages.items():
         page.goto(f"{live_server.url}{path}")

@@ -91,11 +91,9 @@ def test_conversations_and_feedback_are_read_only(admin_client):
     knowledge_base = make_knowledge_base(members=[member])
     ingestion.ingest_document(add_text(knowledge_base, "expenses.md", TEXT).pk)
     answer = answering.answer_question("When are receipts due?", [knowledge_base], user=member)
-    conversations.record_feedback(
-        Message.objects.get(pk=answer["message"]), member, -1, "Too short"
-    )
+    conversations.record_feedback(Message.objects.get(pk=answer.message), member, -1, "Too short")
     page = admin_client.get(
-        reverse("admin:knowledge_conversation_change", args=[answer["conversation"]])
+        reverse("admin:knowledge_conversation_change", args=[answer.conversation])
     )
     html = page.content.decode()
     assert page.status_code == 200 and "When are receipts due?" in html
@@ -131,7 +129,7 @@ def two_bases():
     ingestion.ingest_document(add_text(garden, "garden.md", TEXT).pk)
     secret = ingestion.ingest_document(add_text(vault, "vault.md", SECRET).pk)
     answer = answering.answer_question("What is the launch code?", [vault], user=bob)
-    conversations.record_feedback(Message.objects.get(pk=answer["message"]), bob, 1, "QUOKKA ok")
+    conversations.record_feedback(Message.objects.get(pk=answer.message), bob, 1, "QUOKKA ok")
     own = answering.answer_question("When are receipts due?", [garden], user=alice)
     client = Client()
     client.force_login(alice)
@@ -159,7 +157,7 @@ def test_a_staff_member_opens_its_own_objects_but_not_others(two_bases):
     )
     assert (
         client.get(
-            reverse("admin:knowledge_conversation_change", args=[own["conversation"]])
+            reverse("admin:knowledge_conversation_change", args=[own.conversation])
         ).status_code
         == 200
     )
@@ -167,8 +165,8 @@ def test_a_staff_member_opens_its_own_objects_but_not_others(two_bases):
         ("chunk", secret.chunks.get().pk),
         ("document", secret.pk),
         ("knowledgebase", vault.pk),
-        ("conversation", answer["conversation"]),
-        ("message", answer["message"]),
+        ("conversation", answer.conversation),
+        ("message", answer.message),
         ("feedback", Feedback.objects.get().pk),
     ]
     for model, pk in foreign:

@@ -140,15 +140,15 @@ def test_answers_rated_well_become_examples(handbook, tmp_path):
     liked = answering.answer_question("How many vacation days do employees get?", [handbook],
                                      user=user, top_k=TOP_K)  # fmt: skip
     disliked = answering.answer_question("Who approves travel?", [handbook], user=user, top_k=TOP_K)
-    conversations.record_feedback(Message.objects.get(pk=liked["message"]), user, 1)
-    conversations.record_feedback(Message.objects.get(pk=disliked["message"]), user, -1)
+    conversations.record_feedback(Message.objects.get(pk=liked.message), user, 1)
+    conversations.record_feedback(Message.objects.get(pk=disliked.message), user, -1)
 
     output, rows = build("--kb", "handbook", out=tmp_path / "t.jsonl")
 
     assert len(rows) == 1 and rows[0]["source"] == "rated"
-    assert rows[0]["messages"][-1]["content"] == liked["answer"]
+    assert rows[0]["messages"][-1]["content"] == liked.text
     assert rows[0]["messages"][:-1] == build_messages(
-        liked["standalone_question"], search.search_passages([handbook], "How many vacation "
+        liked.standalone_question, search.search_passages([handbook], "How many vacation "
                                                                 "days do employees get?", TOP_K)
     )  # fmt: skip
     assert re.search(r"rated answers\s+1 example", output)
@@ -159,8 +159,8 @@ def test_a_rated_answer_whose_source_was_deleted_is_left_out(handbook, tmp_path)
     handbook.members.add(user)
     liked = answering.answer_question("How many vacation days do employees get?", [handbook],
                                      user=user, top_k=TOP_K)  # fmt: skip
-    conversations.record_feedback(Message.objects.get(pk=liked["message"]), user, 1)
-    cited = {c["document_id"] for c in liked["citations"]}
+    conversations.record_feedback(Message.objects.get(pk=liked.message), user, 1)
+    cited = {c.document_id for c in liked.citations}
     assert cited, "the extractive answer should cite the vacation document"
     for document in handbook.documents.filter(pk__in=cited):
         documents.delete_document(document)

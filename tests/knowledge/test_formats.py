@@ -70,8 +70,8 @@ def test_a_presentation_is_indexed_and_answers_cite_the_slide():
     assert document.state == Document.State.INDEXED
     assert document.file_type == "pptx" and document.page_count == 2
     result = answering.answer_question("Where are badges collected?", [knowledge_base])
-    assert "reception desk" in result["answer"]
-    assert result["citations"][0]["page"] == 2
+    assert "reception desk" in result.text
+    assert result.citations[0].page == 2
 
 
 def test_a_workbook_is_indexed_and_answers_cite_the_sheet():
@@ -81,10 +81,10 @@ def test_a_workbook_is_indexed_and_answers_cite_the_sheet():
     pages = set(document.chunks.values_list("page", flat=True))
     assert pages == {1, 2}
     result = answering.answer_question("Who is the office manager in Lisbon?", [knowledge_base])
-    assert "Marta Costa" in result["answer"]
-    citation = result["citations"][0]
-    assert citation["page"] == 2
-    assert Chunk.objects.get(pk=citation["chunk_id"]).heading_path == "Offices"
+    assert "Marta Costa" in result.text
+    citation = result.citations[0]
+    assert citation.page == 2
+    assert Chunk.objects.get(pk=citation.chunk_id).heading_path == "Offices"
 
 
 def test_a_csv_file_is_indexed_as_one_page():
@@ -118,8 +118,8 @@ def test_a_message_and_its_attachment_become_linked_documents():
     assert attached.original_name == "parking.docx"
     assert attached.state == Document.State.INDEXED
     result = answering.answer_question("When does the parking garage close?", [knowledge_base])
-    assert "22:00" in result["answer"]
-    assert result["citations"][0]["document_id"] == attached.pk
+    assert "22:00" in result.text
+    assert result.citations[0].document_id == attached.pk
     assert indexing.check_index(knowledge_base).problems == []
     documents.delete_document(message)
     assert not Document.objects.filter(pk=attached.pk).exists()

@@ -52,14 +52,14 @@ def test_metrics_after_real_ingestion_and_answers(client, extractive_mode, setti
     add_text(knowledge_base, "later.txt", "Parking. Staff park in the north lot.")  # queued
 
     extractive = answering.answer_question("How many days of holiday a year?", [knowledge_base])
-    assert extractive["mode"] == "extractive" and extractive["citations"]
+    assert extractive.mode == "extractive" and extractive.citations
     settings.RAG_LLM_BASE_URL = llm_server.url
     settings.RAG_LLM_MAX_RETRIES = 0
     llm_server.script(Reply(text="Twenty-five days [1]."))
-    assert answering.answer_question("Holidays?", [knowledge_base])["mode"] == "llm"
+    assert answering.answer_question("Holidays?", [knowledge_base]).mode == "llm"
     llm_server.script(Reply(status=500, error_message="CUDA out of memory"))
     fallback = answering.answer_question("Holidays?", [knowledge_base])
-    assert fallback["mode"] == "extractive" and fallback["notice"]
+    assert fallback.mode == "extractive" and fallback.notice
     assert client.get("/healthz").status_code == 200
 
     after = scrape(client)

@@ -43,33 +43,33 @@ def page(client, conversation: int) -> str:
 
 def test_answers_quoting_a_revoked_base_are_hidden(world):
     bob, vault, secret, kept, client = world
-    assert "QUOKKA" in page(client, secret["conversation"])  # before: the answer is there
+    assert "QUOKKA" in page(client, secret.conversation)  # before: the answer is there
     vault.members.remove(bob)
-    html = page(client, secret["conversation"])
+    html = page(client, secret.conversation)
     assert "QUOKKA" not in html
     assert "What is the launch code for nightingale?" in html  # the user's own question stays
     assert "sources you can no longer read" in html
-    assert "ZANZIBAR" in page(client, kept["conversation"])  # other bases are untouched
+    assert "ZANZIBAR" in page(client, kept.conversation)  # other bases are untouched
 
 
 def test_answers_citing_a_deleted_document_of_a_revoked_base_are_hidden(world):
     bob, vault, secret, kept, client = world
     vault.members.remove(bob)
     documents.delete_document(vault.documents.get())
-    assert "QUOKKA" not in page(client, secret["conversation"])
+    assert "QUOKKA" not in page(client, secret.conversation)
 
 
 def test_a_deleted_document_alone_does_not_hide_an_answer(world):
     bob, vault, secret, kept, client = world
     documents.delete_document(vault.documents.get())
-    assert "QUOKKA" in page(client, secret["conversation"])
+    assert "QUOKKA" in page(client, secret.conversation)
 
 
 def test_a_new_question_does_not_carry_hidden_answers_to_the_model(world, settings, llm_server):
     bob, vault, secret, kept, client = world
     settings.RAG_LLM_BASE_URL = llm_server.url
     answering.reset_llm_clients()
-    conversation = Conversation.objects.get(pk=secret["conversation"])
+    conversation = Conversation.objects.get(pk=secret.conversation)
     garden = KnowledgeBase.objects.get(name="garden")
 
     def follow_up() -> str:

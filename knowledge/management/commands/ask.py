@@ -7,7 +7,9 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from knowledge import answering
+from knowledge.answering import Answer
 from knowledge.management.knowledge_bases import knowledge_bases_named
+from knowledge.serializers import AskResponseSerializer
 
 
 class Command(BaseCommand):
@@ -42,23 +44,24 @@ class Command(BaseCommand):
         except answering.EmptyQuestionError as error:
             raise CommandError(str(error)) from None
         if as_json:
-            self.stdout.write(json.dumps(result, ensure_ascii=False, indent=2))
+            body = AskResponseSerializer(result).data
+            self.stdout.write(json.dumps(body, ensure_ascii=False, indent=2))
         else:
             self.stdout.write(format_answer(result))
 
 
-def format_answer(result: dict) -> str:
+def format_answer(result: Answer) -> str:
     """The answer, then one line per citation: [n] title, page p."""
-    lines = [result["answer"], ""]
-    if result["citations"]:
+    lines = [result.text, ""]
+    if result.citations:
         lines.append("Sources:")
-        for citation in result["citations"]:
-            page = f", page {citation['page']}" if citation["page"] is not None else ""
-            lines.append(f"[{citation['n']}] {citation['document_title']}{page}")
-    if result["invalid_citations"]:
-        dropped = ", ".join(str(n) for n in result["invalid_citations"])
+        for citation in result.citations:
+            page = f", page {citation.page}" if citation.page is not None else ""
+            lines.append(f"[{citation.n}] {citation.document_title}{page}")
+    if result.invalid_citations:
+        dropped = ", ".join(str(n) for n in result.invalid_citations)
         lines.append(f"(dropped citations to sources that do not exist: {dropped})")
-    if result["notice"]:
-        lines.append(f"Note: {result['notice']}")
-    lines.append(f"({result['mode']} answer, {result['timings']['total_ms']} ms)")
+    if result.notice:
+        lines.append(f"Note: {result.notice}")
+    lines.append(f"({result.mode} answer, {result.timings.total_ms} ms)")
     return "\n".join(lines)
