@@ -90,7 +90,7 @@ def _ingest_claimed(
     chunks = chunk_sections(
         parsed.sections,
         embedder.count_tokens,
-        embedder.split_tokens,  # type: ignore[attr-defined]
+        embedder.split_tokens,
         settings.RAG_CHUNK_TOKENS,
         settings.RAG_CHUNK_OVERLAP,
         embedder.max_tokens,

@@ -36,6 +36,10 @@ class Embedder(Protocol):
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
 
+    def split_tokens(self, text: str, size: int) -> list[str]:
+        """Cut text into pieces of at most size tokens at token boundaries."""
+        ...
+
     def embed(
         self, texts: Sequence[str], progress: ProgressCallback | None = None
     ) -> np.ndarray: ...

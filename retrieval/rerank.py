@@ -165,7 +165,7 @@ class WindowReranker:
 
     def window_texts(self, text: str) -> list[str]:
         """The overlapping windows of a text (the whole text if it fits in one)."""
-        pieces = self.embedder.split_tokens(text, self.stride)  # type: ignore[attr-defined]
+        pieces = self.embedder.split_tokens(text, self.stride)
         per_window = self.window // self.stride
         if len(pieces) <= per_window:
             return [text]
