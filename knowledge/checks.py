@@ -8,8 +8,14 @@ from pathlib import Path
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 
+from retrieval.hybrid import FUSIONS
 
-@register()
+from .components import EMBEDDING_BACKENDS
+
+TAG = "rag"  # Celery workers run these checks as they start (knowledge.signals)
+
+
+@register(TAG)
 def check_data_dir(**_: object) -> list:
     data_dir = Path(settings.RAG_DATA_DIR)
     if data_dir.exists() and not os.access(data_dir, os.W_OK):
@@ -23,7 +29,7 @@ def check_data_dir(**_: object) -> list:
     return []
 
 
-@register()
+@register(TAG)
 def check_embedding_model(**_: object) -> list:
     model = settings.RAG_EMBEDDING_MODEL
     if model.startswith("hashing") or Path(model).is_dir():
@@ -38,7 +44,7 @@ def check_embedding_model(**_: object) -> list:
     ]
 
 
-@register()
+@register(TAG)
 def check_llm_settings(**_: object) -> list:
     if settings.RAG_LLM_BASE_URL and not settings.RAG_LLM_MODEL:
         return [
@@ -51,7 +57,7 @@ def check_llm_settings(**_: object) -> list:
     return []
 
 
-@register()
+@register(TAG)
 def check_answer_settings(**_: object) -> list:
     problems: list[CheckMessage] = []
     base_url = settings.RAG_LLM_BASE_URL
@@ -88,3 +94,21 @@ def check_answer_settings(**_: object) -> list:
             )
         )
     return problems
+
+
+@register(TAG)
+def check_component_choices(**_: object) -> list:
+    """Settings that choose a component name one of those the tables that build them hold."""
+    choices = {
+        "RAG_EMBEDDING_BACKEND": (settings.RAG_EMBEDDING_BACKEND, tuple(EMBEDDING_BACKENDS)),
+        "RAG_FUSION": (settings.RAG_FUSION, FUSIONS),
+    }
+    return [
+        Error(
+            f"{name}={value!r} is not one of {', '.join(known)}.",
+            hint=f"Set {name} to one of {', '.join(known)}.",
+            id="rag.E006",
+        )
+        for name, (value, known) in choices.items()
+        if value not in known
+    ]

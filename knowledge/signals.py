@@ -10,11 +10,23 @@ needed.
 import logging
 import threading
 
-from celery.signals import worker_ready, worker_shutting_down
+from celery.signals import worker_init, worker_ready, worker_shutting_down
 from django.conf import settings
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
 
 logger = logging.getLogger(__name__)
 _stop = threading.Event()
+
+
+@worker_init.connect
+def check_configuration(**_: object) -> None:
+    """Refuse to start a worker on settings that the web server's system checks refuse (a web
+    server runs them as it starts; a Celery worker does not)."""
+    from .checks import TAG
+
+    if errors := [message for message in run_checks(tags=[TAG]) if message.is_serious()]:
+        raise ImproperlyConfigured("; ".join(str(message) for message in errors))
 
 
 @worker_ready.connect

@@ -324,19 +324,14 @@ else:
 RAG_EMBEDDING_MODEL = os.environ.get("RAG_EMBEDDING_MODEL") or default_embedding_model()
 RAG_EMBEDDING_BATCH_SIZE = env_int("RAG_EMBEDDING_BATCH_SIZE", 32, minimum=1)
 RAG_EMBEDDING_THREADS = env_int("RAG_EMBEDDING_THREADS", 0)
+# torch, onnx or onnx-int8: knowledge.components.EMBEDDING_BACKENDS, checked by knowledge.checks
 RAG_EMBEDDING_BACKEND = env_str("RAG_EMBEDDING_BACKEND", "onnx-int8")
-if RAG_EMBEDDING_BACKEND not in ("torch", "onnx", "onnx-int8"):
-    raise ImproperlyConfigured(
-        f"RAG_EMBEDDING_BACKEND={RAG_EMBEDDING_BACKEND!r} must be torch, onnx or onnx-int8."
-    )
 RAG_RERANKER_MODEL = os.environ.get("RAG_RERANKER_MODEL", "")
 # Web workers load the embedding model and reranker as they start (rag_site/wsgi.py), so that
 # their first question is as fast as the rest. Off where no web worker starts for real (tests).
 RAG_WARM_UP = env_bool("RAG_WARM_UP", True)
 RAG_RERANK_DEPTH = env_int("RAG_RERANK_DEPTH", 20, minimum=1)
-RAG_FUSION = os.environ.get("RAG_FUSION", "weighted")
-if RAG_FUSION not in ("rrf", "weighted"):
-    raise ImproperlyConfigured(f"RAG_FUSION={RAG_FUSION!r} must be rrf or weighted.")
+RAG_FUSION = os.environ.get("RAG_FUSION", "weighted")  # rrf or weighted (retrieval.hybrid)
 RAG_FUSION_DENSE_WEIGHT = env_float("RAG_FUSION_DENSE_WEIGHT", 0.5)
 if not 0 <= RAG_FUSION_DENSE_WEIGHT <= 1:
     raise ImproperlyConfigured("RAG_FUSION_DENSE_WEIGHT must be between 0 and 1.")

@@ -2,6 +2,12 @@
 
 import re
 
+import pytest
+from django.core.checks import run_checks
+from django.core.exceptions import ImproperlyConfigured
+
+from knowledge.checks import TAG
+from knowledge.signals import check_configuration
 from tests.conftest import REPO_ROOT
 
 
@@ -62,3 +68,22 @@ def test_the_cache_is_shared_with_other_processes(settings):
         check=True,
     )
     assert read.stdout.split()[-1] == value
+
+
+def test_a_component_name_outside_its_table_fails_the_checks(settings):
+    settings.RAG_EMBEDDING_BACKEND = "tensorflow"
+    settings.RAG_FUSION = "borda"
+    problems = [message for message in run_checks(tags=[TAG]) if message.id == "rag.E006"]
+    assert [problem.msg for problem in problems] == [
+        "RAG_EMBEDDING_BACKEND='tensorflow' is not one of torch, onnx, onnx-int8.",
+        "RAG_FUSION='borda' is not one of rrf, weighted.",
+    ]
+    settings.RAG_EMBEDDING_BACKEND, settings.RAG_FUSION = "onnx", "rrf"
+    assert not [message for message in run_checks(tags=[TAG]) if message.is_serious()]
+
+
+def test_a_worker_refuses_to_start_on_settings_the_checks_refuse(settings):
+    check_configuration()  # the test settings pass
+    settings.RAG_FUSION = "borda"
+    with pytest.raises(ImproperlyConfigured, match="RAG_FUSION='borda' is not one of"):
+        check_configuration()
