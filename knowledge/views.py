@@ -28,7 +28,7 @@ from .document_errors import translated_error
 from .errors import UploadRejectedError
 from .forms import MAX_ID, ReplaceForm, UploadForm
 from .models import Chunk, Document, KnowledgeBase
-from .pages import file_url, page, wants_json
+from .pages import file_url, page, page_error, wants_json
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def upload(request: HttpRequest, pk: int) -> HttpResponse:
     knowledge_base = get_object_or_404(KnowledgeBase.objects.readable_by(request.user), pk=pk)
     if not KnowledgeBase.objects.manageable_by(request.user).filter(pk=pk).exists():
         if wants_json(request):
-            return JsonResponse({"results": [], "error": str(READ_ONLY)}, status=403)
+            return page_error(READ_ONLY, 403, results=[])
         raise PermissionDenied(READ_ONLY)
     if request.method != "POST":
         return render(
@@ -178,7 +178,7 @@ def receive_uploads(request: HttpRequest, knowledge_base: KnowledgeBase) -> Http
     if not form.is_valid():
         error = " ".join(map(str, form.errors.get("file", []))) or _("The upload is not valid.")
         if wants_json(request):
-            return JsonResponse({"results": [], "error": error}, status=400)
+            return page_error(error, 400, results=[])
         messages.error(request, error)
         return redirect("knowledge:upload", pk=knowledge_base.pk)
     results = [
@@ -243,7 +243,7 @@ def documents_status_json(request: HttpRequest) -> JsonResponse:
     ids = [int(item) for item in request.GET.get("ids", "").split(",") if item.isdigit()]
     if not ids or len(ids) > MAX_STATUS_IDS:
         error = _("Give between 1 and %(limit)d document ids, separated by commas.")
-        return JsonResponse({"error": error % {"limit": MAX_STATUS_IDS}}, status=400)
+        return page_error(error % {"limit": MAX_STATUS_IDS}, 400)
     found = Document.objects.readable_by(request.user).filter(
         pk__in=[i for i in ids if i <= MAX_ID]
     )
@@ -257,7 +257,7 @@ def document_status_json(request: HttpRequest, pk: int) -> JsonResponse:
     """State, progress and error of one document, polled by the upload and document pages."""
     document = Document.objects.readable_by(request.user).filter(pk=pk).first()
     if document is None:
-        return JsonResponse({"error": _("No such document.")}, status=404)
+        return page_error(_("No such document."), 404)
     response = JsonResponse(document_status(document))
     response["Cache-Control"] = "no-store"
     return response
