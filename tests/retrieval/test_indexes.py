@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -11,11 +10,13 @@ import numpy as np
 import pytest
 
 from retrieval.dense import FaissIndex
+from retrieval.embedders import HashingEmbedder
 from retrieval.errors import IndexMismatchError, IndexNotBuiltError
 from retrieval.sparse import Bm25Index
 from retrieval.types import Hit
 
 DIMENSION = 64
+EMBEDDER = HashingEmbedder(dimension=DIMENSION)
 CORPUS = {
     11: "cats purr and sleep on warm windowsills",
     12: "dogs bark at the postman every morning",
@@ -35,12 +36,8 @@ QUERIES = [
 
 
 def hashing_embeddings(texts: list[str]) -> np.ndarray:
-    """A deterministic bag-of-words embedder: each word adds its own seeded random vector."""
-    vectors = np.zeros((len(texts), DIMENSION), dtype=np.float32)
-    for row, text in enumerate(texts):
-        for word in text.lower().split():
-            vectors[row] += np.random.default_rng(zlib.crc32(word.encode())).normal(size=DIMENSION)
-    return vectors
+    """Vectors from the library's own weightless embedder (words and word pairs hashed)."""
+    return EMBEDDER.embed(texts)
 
 
 class Subject(Protocol):
