@@ -152,3 +152,37 @@ def catalogues() -> None:
 
     build_catalogues()
     setting_changed.send(None, setting="LOCALE_PATHS", value=settings.LOCALE_PATHS, enter=False)
+
+
+# --- Personas: who reads and who manages the "handbook" knowledge base --------------------------
+
+
+@pytest.fixture
+def owner():
+    """A staff member of the handbook: reads it and manages its documents."""
+    from tests.factories import make_user
+
+    return make_user("olivia", is_staff=True)
+
+
+@pytest.fixture
+def member():
+    """A plain member of the handbook: reads it, changes nothing."""
+    from tests.factories import make_user
+
+    return make_user("mario")
+
+
+@pytest.fixture
+def outsider():
+    """A staff member of no knowledge base: staff rights give it no documents."""
+    from tests.factories import make_user
+
+    return make_user("oscar", is_staff=True)
+
+
+@pytest.fixture
+def handbook(owner, member):
+    from tests.factories import make_knowledge_base
+
+    return make_knowledge_base("handbook", members=[owner, member])

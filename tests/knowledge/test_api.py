@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from knowledge.models import Document, KnowledgeBase
 from tests.conftest import PDFS
-from tests.factories import add_text, make_knowledge_base, make_user
+from tests.factories import add_text, make_knowledge_base
 from tests.knowledge.apiclient import (
     body_text,
     indexed_text,
@@ -27,26 +27,6 @@ HANDBOOK = (
     "Receipts for hotels go to the finance team within thirty days.\n\n"
     "# Laptops\n\nEvery engineer receives a laptop with an encrypted disk on the first day."
 )
-
-
-@pytest.fixture
-def owner():
-    return make_user("olivia", is_staff=True)
-
-
-@pytest.fixture
-def member():
-    return make_user("mario")
-
-
-@pytest.fixture
-def outsider():
-    return make_user("oscar")
-
-
-@pytest.fixture
-def handbook(owner, member):
-    return make_knowledge_base("handbook", members=[owner, member])
 
 
 @pytest.fixture

@@ -9,17 +9,12 @@ from django.urls import reverse
 
 from knowledge.models import Conversation, Message
 from knowledge.serializers import MAX_CHAT_CHARS, MAX_CHAT_MESSAGES, MAX_QUERY_CHARS
-from tests.factories import make_knowledge_base, make_user
+from tests.factories import make_knowledge_base
 from tests.knowledge.apiclient import indexed_text, token_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("extractive_mode")]
 
 TRAVEL = "# Travel\n\nEmployees book economy class for flights shorter than six hours."
-
-
-@pytest.fixture
-def member():
-    return make_user("mario")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from knowledge import answering, components
 from knowledge.models import Conversation
-from tests.factories import make_knowledge_base, make_user
+from tests.factories import make_knowledge_base
 from tests.knowledge.apiclient import (
     body_text,
     indexed_text,
@@ -22,11 +22,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("extractive_mode")]
 
 TRAVEL = "# Travel\n\nEmployees book economy class for flights shorter than six hours."
 LAPTOPS = "# Laptops\n\nEvery engineer receives a laptop with an encrypted disk on day one."
-
-
-@pytest.fixture
-def member():
-    return make_user("mario")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from knowledge import answering, documents, indexing, ingestion, search, uploads
 from knowledge.models import Chunk, Document, Feedback, Message
 from rag_site.settings import default_embedding_model
 from tests.conftest import PDFS, REPO_ROOT
-from tests.factories import add_file, add_text, make_knowledge_base, make_user
+from tests.factories import add_file, add_text, make_knowledge_base
 from tests.openai_server import Reply
 
 pytestmark = pytest.mark.django_db
@@ -35,26 +35,6 @@ def fast_settings(settings):
     settings.RAG_EMBEDDING_MODEL = "hashing:64"  # the pages are under test, not the model
     # A million PBKDF2 rounds per persona would dominate these tests.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def owner():
-    return make_user("owner", is_staff=True)
-
-
-@pytest.fixture
-def member():
-    return make_user("member")
-
-
-@pytest.fixture
-def outsider():
-    return make_user("outsider", is_staff=True)
-
-
-@pytest.fixture
-def handbook(owner, member):
-    return make_knowledge_base("handbook", members=[owner, member])
 
 
 def logged_in(user) -> Client:
