@@ -126,6 +126,8 @@ bench: $(STAMP)
 	$(PY) bench/retrieval.py --beir ../shared/data/cmrc2018
 	# 100k generated chunks (a few minutes); add 1000000 to --sizes for the 1M figures
 	$(PY) bench/scale.py --sizes $(BENCH_SIZES)
+	# one new document made searchable: delta publish beside a full rewrite (add 1000000 to --sizes)
+	$(PY) bench/update.py --sizes 10000,$(BENCH_SIZES)
 	$(PY) -m bench.judge
 
 # The retrieval bench with every peer (LlamaIndex, Haystack 2, LangChain) in an environment of its
