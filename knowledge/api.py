@@ -6,7 +6,7 @@ base (or one of its documents) the caller may not read answers 404 exactly like 
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -22,8 +22,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
-
-from retrieval.types import Passage
 
 from . import access, answering, conversations, documents, search, uploads
 from . import serializers as s
@@ -205,20 +203,6 @@ class DocumentFile(APIView):
 # --- Search and answers ---------------------------------------------------------------------------
 
 
-def passage_body(rank: int, passage: Passage) -> dict[str, Any]:
-    return {
-        "rank": rank,
-        "score": passage.score,
-        "chunk_id": passage.chunk_id,
-        "document_id": passage.document_id,
-        "document_title": passage.document_title,
-        "knowledge_base_id": passage.knowledge_base_id,
-        "page": passage.page,
-        "heading_path": list(passage.heading_path),
-        "text": passage.text,
-    }
-
-
 def requested_knowledge_bases(user, ids: list[int] | None) -> list[KnowledgeBase]:
     """The ones asked for, or with none named every readable one."""
     return access.readable_knowledge_bases(user, ids or None)
@@ -238,8 +222,8 @@ class SearchView(APIView):
         passages = search.search_passages(
             knowledge_bases, data["query"], top_k=data["top_k"], user=request.user
         )
-        results = [passage_body(rank, p) for rank, p in enumerate(passages, start=1)]
-        return Response({"query": data["query"], "results": results})
+        results = {"query": data["query"], "results": search.ranked(passages)}
+        return Response(s.SearchResponseSerializer(results).data)
 
 
 class AskView(APIView):
@@ -254,7 +238,7 @@ class AskView(APIView):
         request=s.AskSerializer,
         responses={
             (200, "application/json"): s.AskResponseSerializer,
-            (200, "text/event-stream"): OpenApiTypes.STR,
+            (200, "text/event-stream"): s.ServerSentEventSerializer,
             **errors(404),
         },
     )

@@ -126,7 +126,7 @@ class ChatCompletions(OpenAIView):
         request=s.ChatSerializer,
         responses={
             (200, "application/json"): s.ChatCompletionSerializer,
-            (200, "text/event-stream"): OpenApiTypes.STR,
+            (200, "text/event-stream"): s.ServerSentEventSerializer,
             **ERRORS,
         },
     )

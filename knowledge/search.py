@@ -17,6 +17,18 @@ from .indexing import loaded_index
 from .models import HEADING_SEPARATOR, SEARCHABLE_STATES, Chunk, KnowledgeBase
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """A passage at its rank (1: the best) in a search's results."""
+
+    rank: int
+    passage: Passage
+
+
+def ranked(passages: Sequence[Passage]) -> tuple[SearchResult, ...]:
+    return tuple(SearchResult(rank, passage) for rank, passage in enumerate(passages, start=1))
+
+
 def search_passages(
     knowledge_bases: Iterable[KnowledgeBase], query: str, top_k: int = 10, *, user=None
 ) -> list[Passage]:

@@ -134,15 +134,21 @@ class SearchSerializer(serializers.Serializer):
 
 
 class PassageSerializer(serializers.Serializer):
+    """A search result (search.SearchResult): a passage at its rank."""
+
     rank = serializers.IntegerField()
-    score = serializers.FloatField()
-    chunk_id = serializers.IntegerField()
-    document_id = serializers.IntegerField()
-    document_title = serializers.CharField()
-    knowledge_base_id = serializers.IntegerField(allow_null=True)
-    page = serializers.IntegerField(allow_null=True)
-    heading_path = serializers.ListField(child=serializers.CharField())
-    text = serializers.CharField()
+    score = serializers.FloatField(source="passage.score")
+    chunk_id = serializers.IntegerField(source="passage.chunk_id")
+    document_id = serializers.IntegerField(source="passage.document_id")
+    document_title = serializers.CharField(source="passage.document_title")
+    knowledge_base_id = serializers.IntegerField(
+        source="passage.knowledge_base_id", allow_null=True
+    )
+    page = serializers.IntegerField(source="passage.page", allow_null=True)
+    heading_path = serializers.ListField(
+        child=serializers.CharField(), source="passage.heading_path"
+    )
+    text = serializers.CharField(source="passage.text")
 
 
 class SearchResponseSerializer(serializers.Serializer):
@@ -223,6 +229,18 @@ class AskResponseSerializer(serializers.Serializer):
     passages = NumberedPassageSerializer(many=True)
     usage = UsageSerializer(
         allow_null=True, help_text="The model server's token counts; null for extractive answers."
+    )
+
+
+class ServerSentEventSerializer(serializers.Serializer):
+    """One event of a text/event-stream response, whose body is a stream of them."""
+
+    event = serializers.CharField(
+        required=False, help_text="The event's name (none in the OpenAI-compatible stream)."
+    )
+    # DRF pops declared fields off the class, so Serializer.data stays the property.
+    data = serializers.CharField(  # type: ignore[assignment]
+        help_text="JSON on one line; the OpenAI-compatible stream ends with [DONE]."
     )
 
 
