@@ -1,6 +1,7 @@
 """Conversations: starting one, continuing one of one's own, its turns, forgetting the last
-turn, and feedback on its answers. Every check of who owns a conversation is made here; the chat
-pages, the REST and OpenAI-compatible APIs and answering call it.
+turn, and feedback on its answers (and the answers rated well, for LoRA examples). Every check of
+who owns a conversation is made here; the chat pages, the REST and OpenAI-compatible APIs and
+answering call it.
 
 A conversation with a user belongs to that user alone: another user finds no such conversation
 (ConversationNotFoundError), the same answer as for a missing one. A conversation without a user
@@ -151,3 +152,30 @@ def record_feedback(message: Message, user, rating: int, comment: str = "") -> F
         defaults={"rating": rating, "comment": comment.strip()},
     )
     return feedback
+
+
+def answers_rated_well(knowledge_base: KnowledgeBase) -> Iterable[Message]:
+    """Answers in the knowledge base's conversations with a +1 and no -1, newest first."""
+    return (
+        Message.objects.filter(
+            role=Message.Role.ASSISTANT,
+            conversation__knowledge_bases=knowledge_base,
+            feedback__rating=Feedback.Rating.UP,
+        )
+        .exclude(feedback__rating=Feedback.Rating.DOWN)
+        .distinct()
+        .order_by("-created_at", "-pk")
+    )
+
+
+def question_before(message: Message) -> str:
+    """The user's question that the answer replied to."""
+    question = (
+        Message.objects.filter(
+            conversation=message.conversation_id, role=Message.Role.USER, pk__lt=message.pk
+        )
+        .order_by("-pk")
+        .values_list("text", flat=True)
+        .first()
+    )
+    return question or ""

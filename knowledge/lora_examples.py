@@ -6,7 +6,7 @@ for `python -m generation.lora train`."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,8 @@ from generation.prompts import NOT_FOUND_ANSWER
 from retrieval.text import split_sentences
 from retrieval.types import Hit, Passage
 
-from . import answering, indexing, search
-from .models import Feedback, KnowledgeBase, Message
+from . import answering, conversations, indexing, search
+from .models import KnowledgeBase, Message
 
 # LLM calls cost time and money: without --limit, at most this many generated questions.
 DEFAULT_GENERATED_LIMIT = 100
@@ -121,10 +121,10 @@ class ExampleBuilder:
 
     def from_rated_answers(self) -> SourceReport:
         report = SourceReport("rated answers")
-        for message in _rated_well(self.knowledge_base):
+        for message in conversations.answers_rated_well(self.knowledge_base):
             if self._full(report):
                 break
-            question = message.standalone_question or _asked_before(message)
+            question = message.standalone_question or conversations.question_before(message)
             example = self._rated_example(question, message) if question else None
             if example is None:
                 report.left_out["cite passages no longer in the knowledge base"] += 1
@@ -233,33 +233,6 @@ class ExampleBuilder:
 
     def _full(self, report: SourceReport) -> bool:
         return self.limit is not None and len(report.examples) >= self.limit
-
-
-def _rated_well(knowledge_base: KnowledgeBase) -> Iterable[Message]:
-    """Answers in the knowledge base's conversations with a +1 and no -1, newest first."""
-    return (
-        Message.objects.filter(
-            role=Message.Role.ASSISTANT,
-            conversation__knowledge_bases=knowledge_base,
-            feedback__rating=Feedback.Rating.UP,
-        )
-        .exclude(feedback__rating=Feedback.Rating.DOWN)
-        .distinct()
-        .order_by("-created_at", "-pk")
-    )
-
-
-def _asked_before(message: Message) -> str:
-    """The user's question that the answer replied to."""
-    question = (
-        Message.objects.filter(
-            conversation=message.conversation_id, role=Message.Role.USER, pk__lt=message.pk
-        )
-        .order_by("-pk")
-        .values_list("text", flat=True)
-        .first()
-    )
-    return question or ""
 
 
 def _progress(items: list, label: str) -> Iterator:
