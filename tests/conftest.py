@@ -186,3 +186,6 @@ def handbook(owner, member):
     from tests.factories import make_knowledge_base
 
     return make_knowledge_base("handbook", members=[owner, member])
+
+
+from tests.workers import start_worker, worker  # noqa: E402, F401  (fixtures for every test)

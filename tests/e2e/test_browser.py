@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 from django.conf import settings
@@ -19,7 +18,6 @@ from knowledge import ingestion
 from knowledge.models import Chunk, Document
 from tests.conftest import PDFS
 from tests.factories import add_text, make_knowledge_base, make_user
-from tests.knowledge.test_worker import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -49,17 +47,8 @@ def embedder(settings, monkeypatch):
 
 
 @pytest.fixture
-def worker(embedder, tmp_path):
-    from rag_site.celery import app
-
-    queue = f"e2e-{time.monotonic_ns()}"
-    previous = app.conf.task_default_queue
-    app.conf.task_default_queue = queue
-    started = Worker(queue, tmp_path / "worker.log")
-    started.start()
-    yield started
-    started.kill()
-    app.conf.task_default_queue = previous
+def worker(embedder, start_worker):
+    return start_worker()  # after embedder, whose model the worker process reads
 
 
 @pytest.fixture

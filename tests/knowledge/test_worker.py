@@ -6,103 +6,21 @@ the embedded file-based broker that `make run` uses by default.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from knowledge import dispatch, documents, indexing, search
 from knowledge.locks import knowledge_base_lock
 from knowledge.models import Chunk, Document
-from rag_site.celery import app
-from tests.conftest import PDFS, REPO_ROOT
+from tests.conftest import PDFS
 from tests.factories import add_file, make_knowledge_base
+from tests.workers import Worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-LEASE_SECONDS = 4
-
-
-def database_url() -> str:
-    db = connection.settings_dict
-    if db["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    host, port = db["HOST"] or "127.0.0.1", db["PORT"] or 5432
-    password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
-    return f"postgres://{db['USER']}{password}@{host}:{port}/{db['NAME']}"
-
-
-class Worker:
-    """A `celery worker` subprocess on a queue of its own, sharing this test's database."""
-
-    def __init__(self, queue: str, log_path) -> None:
-        self.queue, self.log_path = queue, log_path
-        self.process: subprocess.Popen | None = None
-        self.env: dict[str, str] = {}  # settings of this worker's own, for its next start
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url(),
-            "RAG_DATA_DIR": str(settings.RAG_DATA_DIR),
-            "RAG_CELERY_QUEUE": self.queue,
-            "RAG_INGEST_LEASE_SECONDS": str(LEASE_SECONDS),
-            "RAG_TASK_VISIBILITY_TIMEOUT": "8",
-            **self.env,
-        }
-        if not settings.REDIS_URL:
-            env["RAG_BROKER_DIR"] = str(settings.BROKER_DIR)
-        log = open(self.log_path, "ab")  # noqa: SIM115  (closed with the process)
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "rag_site",
-                "worker",
-                "--concurrency=1",
-                "--loglevel=INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "-Q",
-                self.queue,
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)  # the pool child dies with its parent
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-
-@pytest.fixture
-def worker(tmp_path) -> Iterator[Worker]:
-    queue = f"test-{uuid.uuid4().hex[:8]}"
-    previous = app.conf.task_default_queue
-    app.conf.task_default_queue = queue
-    started = Worker(queue, tmp_path / "worker.log")
-    started.start()
-    yield started
-    started.kill()
-    app.conf.task_default_queue = previous
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, worker: Worker) -> None:
