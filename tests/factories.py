@@ -7,7 +7,7 @@ from pathlib import Path
 
 from django.contrib.auth import get_user_model
 
-from knowledge import uploads
+from knowledge import ingestion, uploads
 from knowledge.models import Document, KnowledgeBase
 
 
@@ -29,3 +29,17 @@ def add_text(knowledge_base: KnowledgeBase, name: str, text: str, **kwargs) -> D
 def add_file(knowledge_base: KnowledgeBase, path: Path, **kwargs) -> Document:
     with path.open("rb") as handle:
         return uploads.add_document(knowledge_base, path.name, handle, **kwargs).document
+
+
+def ingested(document: Document) -> Document:
+    """The document after ingestion in this process (the real ingestion code)."""
+    ingestion.ingest_document(document.pk)
+    document.refresh_from_db()
+    return document
+
+
+def indexed_text(knowledge_base: KnowledgeBase, name: str, text: str) -> Document:
+    """A text document, ingested in this process; it must come out indexed."""
+    document = ingested(add_text(knowledge_base, name, text))
+    assert document.state == Document.State.INDEXED, document.error
+    return document

@@ -7,10 +7,6 @@ import json
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from knowledge import ingestion
-from knowledge.models import Document, KnowledgeBase
-from tests.factories import add_text
-
 HASHING_EMBEDDER = "hashing:256"  # a real, weightless embedder: fast tests without a model
 
 
@@ -19,12 +15,6 @@ def token_client(user, keyword: str = "Token") -> APIClient:
     token, _ = Token.objects.get_or_create(user=user)
     client.credentials(HTTP_AUTHORIZATION=f"{keyword} {token.key}")
     return client
-
-
-def indexed_text(knowledge_base: KnowledgeBase, name: str, text: str) -> Document:
-    """A text document, ingested in this process (the real ingestion code)."""
-    document = add_text(knowledge_base, name, text)
-    return ingestion.ingest_document(document.pk)
 
 
 def body_text(response) -> str:

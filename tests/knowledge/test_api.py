@@ -11,10 +11,9 @@ from rest_framework.test import APIClient
 
 from knowledge.models import Document, KnowledgeBase
 from tests.conftest import PDFS
-from tests.factories import add_text, make_knowledge_base
+from tests.factories import add_text, indexed_text, make_knowledge_base
 from tests.knowledge.apiclient import (
     body_text,
-    indexed_text,
     sse_json,
     token_client,
 )

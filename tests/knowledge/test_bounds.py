@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from knowledge.models import Conversation, Message
 from knowledge.serializers import MAX_CHAT_CHARS, MAX_CHAT_MESSAGES, MAX_QUERY_CHARS
-from tests.factories import make_knowledge_base
-from tests.knowledge.apiclient import indexed_text, token_client
+from tests.factories import indexed_text, make_knowledge_base
+from tests.knowledge.apiclient import token_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("extractive_mode")]
 

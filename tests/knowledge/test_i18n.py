@@ -25,8 +25,8 @@ from knowledge.catalogues import SIMPLIFIED, read_catalogue
 from knowledge.document_errors import FIXED_ERRORS
 from knowledge.models import Conversation, Document, Message
 from tests.conftest import PDFS, REPO_ROOT
-from tests.factories import add_file, make_knowledge_base, make_user
-from tests.knowledge.apiclient import indexed_text, sse_json, token_client
+from tests.factories import add_file, indexed_text, make_knowledge_base, make_user
+from tests.knowledge.apiclient import sse_json, token_client
 from tests.openai_server import Reply
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("catalogues", "extractive_mode")]

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import pytest
 from rest_framework.test import APIClient
 
-from tests.factories import make_knowledge_base, make_user
-from tests.knowledge.apiclient import body_text, indexed_text, token_client
+from tests.factories import indexed_text, make_knowledge_base, make_user
+from tests.knowledge.apiclient import body_text, token_client
 
 # Extractive answers with the weightless hashing embedder (tests/conftest.py).
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("extractive_mode")]

@@ -8,10 +8,9 @@ from rest_framework.test import APIClient
 
 from knowledge import answering, components
 from knowledge.models import Conversation
-from tests.factories import make_knowledge_base
+from tests.factories import indexed_text, make_knowledge_base
 from tests.knowledge.apiclient import (
     body_text,
-    indexed_text,
     sse_json,
     token_client,
 )

@@ -18,8 +18,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.factories import make_knowledge_base, make_user
-from tests.knowledge.apiclient import HASHING_EMBEDDER, indexed_text, token_client
+from tests.factories import indexed_text, make_knowledge_base, make_user
+from tests.knowledge.apiclient import HASHING_EMBEDDER, token_client
 
 CONTRACT = {
     "/api/v1/knowledge-bases/": {"get", "post"},

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from knowledge import access, components, documents, ingestion, search
-from knowledge.models import Chunk, Document
+from knowledge import access, components, documents, search
+from knowledge.models import Chunk
 from retrieval.rerank import NoReranker, WindowReranker
-from tests.factories import add_text, make_knowledge_base, make_user
+from tests.factories import indexed_text, make_knowledge_base, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -22,19 +22,13 @@ def fast_settings(settings):
     settings.RAG_RERANKER_MODEL = ""
 
 
-def ingested(knowledge_base, name: str, text: str) -> Document:
-    document = ingestion.ingest_document(add_text(knowledge_base, name, text).pk)
-    assert document is not None and document.state == Document.State.INDEXED
-    return document
-
-
 @pytest.fixture
 def many_bases():
     """Twelve knowledge bases, each with a document that matches the query well."""
     bases = []
     for number in range(BASES):
         knowledge_base = make_knowledge_base(f"team-{number}")
-        ingested(
+        indexed_text(
             knowledge_base,
             f"budget-{number}.md",
             f"# Team {number}\n\nThe quarterly travel budget of team {number} needs approval "
@@ -124,7 +118,7 @@ def test_weighted_and_rrf_fusion_both_rank_the_best_match_first(settings):
         "laptops.md": "# Laptops\n\nLaptops are replaced every three years by the IT desk.\n",
     }
     for name, text in policies.items():
-        ingested(knowledge_base, name, text)
+        indexed_text(knowledge_base, name, text)
     for fusion in ("weighted", "rrf"):
         settings.RAG_FUSION = fusion
         passages = search.search_passages([knowledge_base], "parental leave weeks", top_k=3)

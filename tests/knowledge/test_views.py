@@ -11,11 +11,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import answering, documents, indexing, ingestion, search, uploads
+from knowledge import answering, documents, indexing, search, uploads
 from knowledge.models import Chunk, Document, Feedback, Message
 from rag_site.settings import default_embedding_model
 from tests.conftest import PDFS, REPO_ROOT
-from tests.factories import add_file, add_text, make_knowledge_base
+from tests.factories import add_file, add_text, ingested, make_knowledge_base
 from tests.openai_server import Reply
 
 pytestmark = pytest.mark.django_db
@@ -49,12 +49,6 @@ def upload(client: Client, knowledge_base, *files: SimpleUploadedFile, **extra):
         {"file": list(files), **extra},
         headers={"accept": "application/json"},
     )
-
-
-def ingested(document: Document) -> Document:
-    ingestion.ingest_document(document.pk)
-    document.refresh_from_db()
-    return document
 
 
 def without_tokens(html: bytes) -> str:
