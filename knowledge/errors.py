@@ -37,3 +37,9 @@ class KnowledgeBaseNotFoundError(Exception):
         listed = ", ".join(str(i) for i in ids)
         super().__init__(f"No such knowledge base: {listed}." if ids else "No such knowledge base.")
         self.ids = ids
+
+
+class LockTimeoutError(Exception):
+    """A knowledge base's lock was not acquired within the configured time."""
+
+    retry_after = 60  # seconds a client is told to wait before trying again (Retry-After)

@@ -16,13 +16,9 @@ from contextlib import contextmanager
 import redis
 from django.conf import settings
 
+from .errors import LockTimeoutError
+
 LOCK_EXPIRY_SECONDS = 15
-
-
-class LockTimeoutError(Exception):
-    """The lock was not acquired within the configured time."""
-
-    retry_after = 60  # seconds a client is told to wait before trying again (Retry-After)
 
 
 @contextmanager

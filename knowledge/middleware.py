@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
-from .locks import LockTimeoutError
+from .errors import LockTimeoutError
 
 
 class IndexBusyMiddleware:

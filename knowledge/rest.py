@@ -27,8 +27,7 @@ from retrieval.errors import RetrievalError
 
 from . import answering, security
 from .conversations import ConversationNotFoundError
-from .errors import KnowledgeBaseNotFoundError, UploadRejectedError
-from .locks import LockTimeoutError
+from .errors import KnowledgeBaseNotFoundError, LockTimeoutError, UploadRejectedError
 from .sse import sse_event
 from .uploads import Refusal
 
