@@ -36,6 +36,7 @@ from bench.retrieval import (  # noqa: E402
     PASSAGE_HITS,
     TOP_K,
     Dataset,
+    OurIndexes,
     PassageIndexes,
     build_ours,
     build_passage_indexes,
@@ -103,9 +104,14 @@ class Bench:
         self.embedder = embedder
         texts = list(dataset.queries.values())
         self.query_vectors = dict(zip(dataset.queries, embedder.embed(texts), strict=True))
-        self._documents = build_ours(dataset, embedder)
+        self._documents: OurIndexes | None = None
         self._passages: dict[bool, PassageIndexes] = {}
         self._sparse: dict[tuple, Bm25Index] = {}
+
+    def documents(self) -> OurIndexes:
+        if self._documents is None:
+            self._documents = build_ours(self.dataset, self.embedder)
+        return self._documents
 
     def passages(self, title_every_passage: bool) -> PassageIndexes:
         if title_every_passage not in self._passages:
@@ -124,8 +130,9 @@ class Bench:
     def scores(self, setting: Setting) -> dict[str, float]:
         """nDCG@10 of every query under a setting."""
         if setting.unit == "document":
-            texts, dense = self._documents.texts, self._documents.dense
-            owner, doc_ids, hits = np.arange(len(texts)), self._documents.doc_ids, TOP_K
+            documents = self.documents()
+            texts, dense = documents.texts, documents.dense
+            owner, doc_ids, hits = np.arange(len(texts)), documents.doc_ids, TOP_K
         else:
             passages = self.passages(setting.title_every_passage)
             texts, dense = passages.passages.texts, passages.dense
@@ -172,14 +179,15 @@ def choose(benches: list[Bench], candidates: list[Setting]) -> tuple[Setting, li
     return best["setting"], tried
 
 
-def steps(benches: list[Bench], title: bool) -> list[tuple[str, Setting, list[dict]]]:
+def steps(
+    benches: list[Bench], title: bool, baseline: bool = True
+) -> list[tuple[str, Setting, list[dict]]]:
     """Run the steps in order; each starts from the setting the previous one chose."""
     chosen: list[tuple[str, Setting, list[dict]]] = []
     current = Setting()
-    plan: list[tuple[str, list[Setting]]] = [
-        ("baseline", [current]),
-        ("passages", [replace(current, unit="passage")]),
-    ]
+    plan: list[tuple[str, list[Setting]]] = [("passages", [replace(current, unit="passage")])]
+    if baseline:
+        plan.insert(0, ("baseline", [current]))
     for name, candidates in plan:
         log(f"Step {name}")
         current, tried = choose(benches, candidates)
@@ -225,10 +233,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", help="embedding model folder (default: the packaged MiniLM)")
     parser.add_argument("--title", action="store_true", help="also try the title on passages")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="start from passages (whole documents are not embedded; bench/retrieval.py's "
+        "doc-hybrid-weighted row is that baseline)",
+    )
     options = parser.parse_args(argv)
     embedder = SentenceTransformerEmbedder(options.model or default_model())
     benches = [Bench(load_beir(folder), embedder) for folder in options.beir]
-    chosen = steps(benches, options.title)
+    chosen = steps(benches, options.title, not options.no_baseline)
     if options.json:
         rows = [
             {
