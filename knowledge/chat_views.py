@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
@@ -22,7 +23,7 @@ from .errors import KnowledgeBaseNotFoundError
 from .forms import AskForm, FeedbackForm
 from .markdown import render_markdown, render_passage
 from .models import Conversation, Document, Message
-from .pages import AuthenticatedHttpRequest, page
+from .pages import AuthenticatedHttpRequest, page, page_error
 from .sse import event_stream, sse_event
 
 logger = logging.getLogger(__name__)
@@ -107,19 +108,18 @@ def answer_stream(request: AuthenticatedHttpRequest) -> HttpResponse | Streaming
     """Answer a question as server-sent events: sources, deltas, then done (or error)."""
     form = AskForm(request.POST)
     if not form.is_valid():
-        errors = [str(error) for field in form.errors.values() for error in field]
-        return JsonResponse({"error": " ".join(errors)}, status=400)
+        return form_error(form)
     data = form.cleaned_data
     try:
         knowledge_bases = access.readable_knowledge_bases(request.user, data["knowledge_bases"])
     except KnowledgeBaseNotFoundError:
-        return JsonResponse({"error": _("No such knowledge base.")}, status=404)
+        return page_error(_("No such knowledge base."), 404)
     conversation = None
     if data["conversation"]:
         try:
             conversation = conversations.own_conversation(request.user, data["conversation"])
         except conversations.ConversationNotFoundError:
-            return JsonResponse({"error": _("No such conversation.")}, status=404)
+            return page_error(_("No such conversation."), 404)
         if data["regenerate"]:
             conversations.forget_last_turn(conversation)
     events = answering.stream_answer(
@@ -164,11 +164,10 @@ def feedback(request: AuthenticatedHttpRequest, pk: int) -> JsonResponse:
     try:
         message = conversations.own_answer(request.user, pk)
     except conversations.ConversationNotFoundError:
-        return JsonResponse({"error": _("No such answer.")}, status=404)
+        return page_error(_("No such answer."), 404)
     form = FeedbackForm(request.POST)
     if not form.is_valid():
-        errors = [str(error) for field in form.errors.values() for error in field]
-        return JsonResponse({"error": " ".join(errors)}, status=400)
+        return form_error(form)
     conversations.record_feedback(
         message, request.user, form.cleaned_data["rating"], form.cleaned_data["comment"]
     )
@@ -182,3 +181,9 @@ def conversation_delete(request: AuthenticatedHttpRequest, pk: int) -> HttpRespo
     conversation.delete()
     messages.success(request, _("The conversation is deleted."))
     return redirect("knowledge:chat")
+
+
+def form_error(form: forms.Form) -> JsonResponse:
+    """A script request's invalid form: every message, in one sentence after another."""
+    errors = [str(error) for field in form.errors.values() for error in field]
+    return page_error(" ".join(errors), 400)
