@@ -85,6 +85,7 @@ class KnowledgeBaseAdmin(ScopedAdmin):
 class DocumentUploadForm(forms.ModelForm):
     """Adding a document in the admin uploads a file, as the upload page does."""
 
+    file = forms.FileField(allow_empty_file=True)  # the upload rule says why, as elsewhere
     password = forms.CharField(
         required=False, widget=forms.PasswordInput, help_text="Only for password-protected PDFs."
     )
@@ -92,10 +93,6 @@ class DocumentUploadForm(forms.ModelForm):
     class Meta:
         model = Document
         fields = ("knowledge_base", "file")
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["file"].allow_empty_file = True  # the upload rule says why, as elsewhere
 
     def clean_file(self):
         upload = self.cleaned_data["file"]
