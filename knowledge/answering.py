@@ -6,7 +6,6 @@ here, so they answer alike.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import time
@@ -19,10 +18,8 @@ from django.utils import translation
 from django.utils.translation import gettext, gettext_lazy
 
 from generation.citations import Citation, CitationRenumberer, check_citations
-from generation.client import CircuitBreaker, VllmClient
+from generation.client import VllmClient
 from generation.errors import GenerationError
-from generation.extractive import EmbedFunction, ExtractiveGenerator
-from generation.judges import cached_embed
 from generation.prompts import (
     build_messages,
     clean_condensed_question,
@@ -30,13 +27,11 @@ from generation.prompts import (
     heuristic_standalone_question,
     not_found_answer,
 )
-from retrieval.embedders import Embedder
 from retrieval.text import reply_language
-from retrieval.tokenize import Bm25Tokenizer
 from retrieval.types import Passage
 
 from . import conversations, metrics
-from .components import get_embedder
+from .components import get_extractive_generator, get_llm_client
 from .models import Conversation, KnowledgeBase
 from .search import idf_function, search_passages
 
@@ -131,85 +126,6 @@ FALLBACK_NOTICE = gettext_lazy(
 )
 
 
-@functools.cache
-def _llm_client(
-    base_url: str,
-    model: str,
-    api_key: str,
-    connect_timeout: float,
-    read_timeout: float,
-    max_retries: int,
-    max_tokens: int,
-    temperature: float,
-    circuit_failures: int,
-    circuit_cooldown: float,
-) -> VllmClient:
-    return VllmClient(
-        base_url,
-        model,
-        api_key,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        max_retries=max_retries,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        breaker=CircuitBreaker(circuit_failures, circuit_cooldown),
-    )
-
-
-def get_llm_client() -> VllmClient | None:
-    """The configured LLM client (one per process, so its circuit breaker sees every request),
-    or None when RAG_LLM_BASE_URL is empty (extractive answers)."""
-    if not settings.RAG_LLM_BASE_URL:
-        return None
-    return _llm_client(
-        settings.RAG_LLM_BASE_URL,
-        settings.RAG_LLM_MODEL,
-        settings.RAG_LLM_API_KEY,
-        settings.RAG_LLM_CONNECT_TIMEOUT,
-        settings.RAG_LLM_TIMEOUT,
-        settings.RAG_LLM_MAX_RETRIES,
-        settings.RAG_LLM_MAX_TOKENS,
-        settings.RAG_LLM_TEMPERATURE,
-        settings.RAG_LLM_CIRCUIT_FAILURES,
-        settings.RAG_LLM_CIRCUIT_COOLDOWN,
-    )
-
-
-def reset_llm_clients() -> None:
-    """Forget the LLM clients and their circuit breakers (after a configuration change)."""
-    _llm_client.cache_clear()
-
-
-def get_extractive_generator(knowledge_bases: Iterable[KnowledgeBase] = ()) -> ExtractiveGenerator:
-    """The extractive generator, weighing question terms by the knowledge bases' idf."""
-    embedder = get_embedder()
-    return ExtractiveGenerator(
-        _sentence_embed(embedder),
-        _BM25_TERMS,
-        idf_function(knowledge_bases),
-        embed_languages=getattr(embedder, "languages", None),
-        max_sentences=settings.RAG_EXTRACTIVE_SENTENCES,
-        threshold=settings.RAG_EXTRACTIVE_THRESHOLD,
-    )
-
-
-_BM25_TERMS = Bm25Tokenizer()
-
-
-# One memory per embedder (embedders live as long as the process, components._load_embedder):
-# passages come back question after question, and their sentences need not be embedded again
-# (the embedding is most of an extractive answer's time).
-_sentence_embeds: dict[tuple[int, str], EmbedFunction] = {}
-
-
-def _sentence_embed(embedder: Embedder) -> EmbedFunction:
-    key = (id(embedder), embedder.name)
-    if key not in _sentence_embeds:
-        _sentence_embeds[key] = cached_embed(embedder.embed, max_texts=20_000)
-    return _sentence_embeds[key]
-
-
 def llm_model_for(knowledge_bases: Iterable[KnowledgeBase]) -> str:
     """The knowledge bases' LoRA adapter when they all name the same one, else RAG_LLM_MODEL."""
     adapters = {kb.lora_adapter for kb in knowledge_bases}
@@ -264,7 +180,7 @@ def stream_answer(
     standalone = _standalone_question(question, history, client, model)
     passages = search_passages(bases, standalone, top_k or settings.RAG_ANSWER_TOP_K, user=user)
     turn = _Turn(conversation, question, standalone, passages, started)
-    generator = get_extractive_generator(bases)
+    generator = get_extractive_generator(idf_function(bases))
     turn.run.fallback = lambda: generator.answer(standalone, passages).text
     if not passages or client is None:
         pieces = turn.extract()

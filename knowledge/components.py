@@ -1,5 +1,6 @@
 """Every configurable library object, built from settings: the embedder, the OCR engine,
-the parse limits, the index store and the reranker, each loaded once per process.
+the parse limits, the index store, the reranker, the LLM client, the extractive generator and
+the faithfulness judge, each loaded once per process where loading costs.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from generation.client import CircuitBreaker, VllmClient
+from generation.extractive import EmbedFunction, ExtractiveGenerator, IdfFunction
+from generation.faithfulness import Judge
+from generation.judges import cached_embed, make_judge
 from retrieval.embedders import Embedder, HashingEmbedder, OnnxEmbedder, SentenceTransformerEmbedder
 from retrieval.limits import ParseLimits
 from retrieval.ocr import TesseractOcr
 from retrieval.rerank import Candidate, CrossEncoderReranker, NoReranker, Reranker, WindowReranker
 from retrieval.store import IndexStore
 from retrieval.text import word_bigrams
+from retrieval.tokenize import Bm25Tokenizer
 
 from .models import KnowledgeBase
 
@@ -125,3 +131,100 @@ def warm_up() -> None:
         embedder.name,
         settings.RAG_RERANKER_MODEL or "none",
     )
+
+
+# --- Answers: the LLM client, the extractive generator and the faithfulness judge -------------
+
+
+@functools.cache
+def _llm_client(
+    base_url: str,
+    model: str,
+    api_key: str,
+    connect_timeout: float,
+    read_timeout: float,
+    max_retries: int,
+    max_tokens: int,
+    temperature: float,
+    circuit_failures: int,
+    circuit_cooldown: float,
+) -> VllmClient:
+    return VllmClient(
+        base_url,
+        model,
+        api_key,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        max_retries=max_retries,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        breaker=CircuitBreaker(circuit_failures, circuit_cooldown),
+    )
+
+
+def get_llm_client() -> VllmClient | None:
+    """The configured LLM client (one per process, so its circuit breaker sees every request),
+    or None when RAG_LLM_BASE_URL is empty (extractive answers)."""
+    if not settings.RAG_LLM_BASE_URL:
+        return None
+    return _llm_client(
+        settings.RAG_LLM_BASE_URL,
+        settings.RAG_LLM_MODEL,
+        settings.RAG_LLM_API_KEY,
+        settings.RAG_LLM_CONNECT_TIMEOUT,
+        settings.RAG_LLM_TIMEOUT,
+        settings.RAG_LLM_MAX_RETRIES,
+        settings.RAG_LLM_MAX_TOKENS,
+        settings.RAG_LLM_TEMPERATURE,
+        settings.RAG_LLM_CIRCUIT_FAILURES,
+        settings.RAG_LLM_CIRCUIT_COOLDOWN,
+    )
+
+
+def reset_llm_clients() -> None:
+    """Forget the LLM clients and their circuit breakers (after a configuration change)."""
+    _llm_client.cache_clear()
+
+
+def get_extractive_generator(idf: IdfFunction | None = None) -> ExtractiveGenerator:
+    """The extractive generator, weighing question terms by idf (search.idf_function over the
+    knowledge bases searched)."""
+    embedder = get_embedder()
+    return ExtractiveGenerator(
+        _sentence_embed(embedder),
+        _BM25_TERMS,
+        idf,
+        embed_languages=getattr(embedder, "languages", None),
+        max_sentences=settings.RAG_EXTRACTIVE_SENTENCES,
+        threshold=settings.RAG_EXTRACTIVE_THRESHOLD,
+    )
+
+
+_BM25_TERMS = Bm25Tokenizer()
+
+
+# One memory per embedder (embedders live as long as the process, components._load_embedder):
+# passages come back question after question, and their sentences need not be embedded again
+# (the embedding is most of an extractive answer's time).
+_sentence_embeds: dict[tuple[int, str], EmbedFunction] = {}
+
+
+def _sentence_embed(embedder: Embedder) -> EmbedFunction:
+    key = (id(embedder), embedder.name)
+    if key not in _sentence_embeds:
+        _sentence_embeds[key] = cached_embed(embedder.embed, max_texts=20_000)
+    return _sentence_embeds[key]
+
+
+def build_judge(kind: str, judge_model: str | None = None) -> Judge:
+    """The faithfulness judge for evaluate's `--judge` (generation.judges.make_judge's kinds):
+    auto is the LLM judge when RAG_LLM_BASE_URL is set, else the embedded judge on the
+    configured embedding model; judge_model names another model for the LLM judge.
+
+    Raises:
+        GenerationError: for an unknown kind, or the LLM judge without a server.
+    """
+    judge = make_judge(kind, embed=get_embedder().embed, client=get_llm_client())
+    if judge_model and hasattr(judge, "model"):
+        judge.model = judge_model
+    return judge

@@ -19,7 +19,6 @@ from typing import Any
 
 from django.conf import settings
 
-from generation.errors import GenerationError
 from generation.faithfulness import (
     Judge,
     abstains,
@@ -30,7 +29,6 @@ from generation.faithfulness import (
     states_reference,
     token_f1,
 )
-from generation.judges import make_judge
 from retrieval.metrics import mrr_at_k, ndcg_at_k, recall_at_k
 from retrieval.text import fold
 
@@ -100,19 +98,6 @@ def _parse_question(line: str, where: str) -> EvaluationQuestion:
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         reason = "no question" if isinstance(error, KeyError) else error
         raise EvaluationError(f"{where}: not a dataset row ({reason}).") from None
-
-
-def build_judge(kind: str, judge_model: str | None = None) -> Judge:
-    """The judge for `--judge`: auto is the LLM judge when RAG_LLM_BASE_URL is set, else the
-    embedded judge on the configured embedding model."""
-    client = answering.get_llm_client()
-    try:
-        judge = make_judge(kind, embed=components.get_embedder().embed, client=client)
-    except GenerationError as error:
-        raise EvaluationError(str(error)) from None
-    if judge_model and hasattr(judge, "model"):
-        judge.model = judge_model
-    return judge
 
 
 @dataclass

@@ -28,7 +28,7 @@ from generation.prompts import NOT_FOUND_ANSWER
 from retrieval.text import split_sentences
 from retrieval.types import Hit, Passage
 
-from . import answering, conversations, indexing, search
+from . import components, conversations, indexing, search
 from .models import KnowledgeBase, Message
 
 # LLM calls cost time and money: without --limit, at most this many generated questions.
@@ -159,7 +159,7 @@ class ExampleBuilder:
 
     def from_generated_questions(self, enabled: bool) -> SourceReport:
         report = SourceReport("generated questions")
-        client = answering.get_llm_client() if enabled else None
+        client = components.get_llm_client() if enabled else None
         if client is None:
             report.note = (
                 "--no-generated given" if not enabled else "no LLM configured (RAG_LLM_BASE_URL)"

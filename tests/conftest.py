@@ -109,15 +109,15 @@ def llm_server():
 @pytest.fixture
 def extractive_mode(settings):
     """No LLM server and the weightless hashing embedder: fast answers through the real code."""
-    from knowledge import answering
+    from knowledge import components
     from tests.openai_server import DEFAULT_MODEL
 
     settings.RAG_EMBEDDING_MODEL = "hashing:256"
     settings.RAG_LLM_BASE_URL = ""
     settings.RAG_LLM_MODEL = DEFAULT_MODEL
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     yield
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from knowledge import answering, ingestion
+from knowledge import components, ingestion
 from tests.conftest import SHARED_DATA
 from tests.factories import add_file, make_knowledge_base
 
@@ -21,7 +21,7 @@ HANDBOOK = SHARED_DATA / "handbook" / "pagerduty-incident-response" / "docs" / "
 def report_html(settings, tmp_path):
     settings.RAG_EMBEDDING_MODEL = "hashing:256"  # a real, weightless embedder
     settings.RAG_LLM_BASE_URL = ""
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     knowledge_base = make_knowledge_base("incidents")
     for name in ("call_etiquette.md", "severity_levels.md"):
         ingestion.ingest_document(add_file(knowledge_base, HANDBOOK / name).pk)

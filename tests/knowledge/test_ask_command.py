@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from knowledge import answering
+from knowledge import components
 from tests.conftest import PDFS
 from tests.openai_server import DEFAULT_MODEL, Reply
 
@@ -24,10 +24,10 @@ def copyright_kb(settings):
     settings.RAG_EMBEDDING_MODEL = "hashing:256"  # a real, weightless embedder: fast tests
     settings.RAG_LLM_BASE_URL = ""
     settings.RAG_LLM_MODEL = DEFAULT_MODEL
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     call_command("ingest", str(PDFS / "dmca.pdf"), kb="copyright", stdout=StringIO())
     yield
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
 
 
 def ask(*args: str, **options) -> str:

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from generation.prompts import NOT_FOUND_ANSWER, build_messages
-from knowledge import answering, conversations, documents, ingestion, search
+from knowledge import answering, components, conversations, documents, ingestion, search
 from knowledge.models import Message
 from tests.conftest import SHARED_DATA
 from tests.factories import add_file, add_text, make_knowledge_base, make_user
@@ -174,7 +174,7 @@ def test_generated_questions_come_from_the_llm_and_cite_their_chunk(
 ):
     settings.RAG_LLM_BASE_URL = llm_server.url
     settings.RAG_LLM_MODEL = "test-model"
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
 
     def question_about_the_source(body: dict) -> str:
         source_text = body["messages"][-1]["content"].splitlines()[-2]  # line before </source>
@@ -185,7 +185,7 @@ def test_generated_questions_come_from_the_llm_and_cite_their_chunk(
     try:
         output, rows = build("--kb", "handbook", out=tmp_path / "t.jsonl")
     finally:
-        answering.reset_llm_clients()
+        components.reset_llm_clients()
 
     sources = [row["source"] for row in rows]
     assert sources == ["generated"] * len(DOCUMENTS) + ["not-found"]  # 0.2 of 3, rounded

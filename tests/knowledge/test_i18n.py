@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import translation
 from rest_framework.test import APIClient
 
-from knowledge import answering
+from knowledge import components
 from knowledge.catalogues import SIMPLIFIED, read_catalogue
 from knowledge.document_errors import FIXED_ERRORS
 from knowledge.models import Conversation, Document, Message
@@ -145,7 +145,7 @@ def test_the_fallback_notice_is_in_the_interface_language(member, handbook, llm_
     indexed_text(handbook, "leave.md", HANDBOOK)
     settings.RAG_LLM_BASE_URL, settings.RAG_LLM_MODEL = llm_server.url, "test-model"
     settings.RAG_LLM_MAX_RETRIES = 0
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     llm_server.script(Reply(status=500), Reply(status=500))
     client = logged_in(member)
     response = client.post(
@@ -154,7 +154,7 @@ def test_the_fallback_notice_is_in_the_interface_language(member, handbook, llm_
         HTTP_ACCEPT_LANGUAGE="zh-CN",
     )
     done = dict(sse_json(b"".join(response.streaming_content).decode()))["done"]
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     assert done["mode"] == "extractive"
     assert done["notice"].startswith("语言模型暂不可用（"), done["notice"]
     assert done["notice"].endswith("），以下回答直接摘自文档。")

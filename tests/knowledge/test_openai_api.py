@@ -6,7 +6,7 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from knowledge import answering, components
+from knowledge import components
 from knowledge.models import Conversation
 from tests.factories import indexed_text, make_knowledge_base
 from tests.knowledge.apiclient import (
@@ -149,7 +149,7 @@ def test_without_a_key_the_answer_is_openai_shaped_401():
 def test_the_llm_writes_the_answer_when_configured(client, travel, settings, llm_server):
     settings.RAG_LLM_BASE_URL = llm_server.url
     settings.RAG_LLM_MODEL = "test-model"
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     llm_server.script(Reply(text="Economy class, for flights under six hours [1]."))
     body = chat(client, ("user", "Which class do employees fly?")).json()
     message = body["choices"][0]["message"]
@@ -161,7 +161,7 @@ def test_the_llm_writes_the_answer_when_configured(client, travel, settings, llm
 def test_the_llm_answer_streams_as_chunks(client, travel, settings, llm_server):
     settings.RAG_LLM_BASE_URL = llm_server.url
     settings.RAG_LLM_MODEL = "test-model"
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     llm_server.script(Reply(text="Economy class [1]."))
     events = sse_json(body_text(chat(client, ("user", "Flights?"), stream=True)))
     chunks = [data for _, data in events[:-1]]
@@ -216,7 +216,7 @@ def test_llm_answers_report_the_model_servers_own_token_counts(
 ):
     settings.RAG_LLM_BASE_URL = llm_server.url
     settings.RAG_LLM_MODEL = "test-model"
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     llm_server.script(Reply(text="Economy class, for flights under six hours [1]."))
     body = chat(client, ("user", "Which class do employees fly?")).json()
     request = llm_server.chat_requests()[-1]

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import answering, documents, ingestion
+from knowledge import answering, components, documents, ingestion
 from knowledge.models import Conversation, KnowledgeBase
 from tests.factories import add_text, make_knowledge_base, make_user
 from tests.openai_server import Reply
@@ -68,7 +68,7 @@ def test_a_deleted_document_alone_does_not_hide_an_answer(world):
 def test_a_new_question_does_not_carry_hidden_answers_to_the_model(world, settings, llm_server):
     bob, vault, secret, kept, client = world
     settings.RAG_LLM_BASE_URL = llm_server.url
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     conversation = Conversation.objects.get(pk=secret.conversation)
     garden = KnowledgeBase.objects.get(name="garden")
 

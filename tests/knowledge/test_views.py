@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from knowledge import answering, documents, indexing, search, uploads
+from knowledge import components, documents, indexing, search, uploads
 from knowledge.models import Chunk, Document, Feedback, Message
 from rag_site.settings import default_embedding_model
 from tests.conftest import PDFS, REPO_ROOT
@@ -629,11 +629,11 @@ def test_the_page_says_when_the_language_model_answered(
 ):
 
     settings.RAG_LLM_BASE_URL, settings.RAG_LLM_MODEL = llm_server.url, "test-model"
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     llm_server.script(Reply(text="Report it to the **team lead** before 10 am [1]."))
     client = logged_in(member)
     answer = done(ask(client, "How do I report sick leave?", [indexed_handbook]))
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     assert answer["mode"] == "llm"
     assert "<strong>team lead</strong>" in answer["html"]
     page = client.get(reverse("knowledge:conversation", args=[answer["conversation"]]))
@@ -645,11 +645,11 @@ def test_the_page_shows_a_notice_when_the_language_model_fails(
 ):
     settings.RAG_LLM_BASE_URL, settings.RAG_LLM_MODEL = llm_server.url, "test-model"
     settings.RAG_LLM_MAX_RETRIES = 0
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     llm_server.script(Reply(status=500), Reply(status=500))
     client = logged_in(member)
     answer = done(ask(client, "How do I report sick leave?", [indexed_handbook]))
-    answering.reset_llm_clients()
+    components.reset_llm_clients()
     assert answer["mode"] == "extractive"
     assert answer["notice"].startswith("The language model is unavailable")
     assert answer["citations"]

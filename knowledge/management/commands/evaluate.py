@@ -7,7 +7,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from knowledge.evaluation import EvaluationError, EvaluationRun, build_judge, load_dataset
+from generation.errors import GenerationError
+from knowledge import components
+from knowledge.evaluation import EvaluationError, EvaluationRun, load_dataset
 from knowledge.evaluation_report import write_report
 from knowledge.management.knowledge_bases import knowledge_base_named
 from knowledge.progress import progress
@@ -47,8 +49,8 @@ class Command(BaseCommand):
         knowledge_base = knowledge_base_named(kb)
         try:
             questions = load_dataset(dataset, limit)
-            chosen = build_judge(judge, judge_model)
-        except EvaluationError as error:
+            chosen = components.build_judge(judge, judge_model)
+        except (EvaluationError, GenerationError) as error:
             raise CommandError(str(error)) from None
         with progress(total=len(questions), unit="question", desc="Answering and judging") as bar:
             report = EvaluationRun(
