@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.utils.translation import gettext_lazy
+
 from .errors import KnowledgeBaseNotFoundError
 from .models import Document, KnowledgeBase
+
+# The refusals every surface gives (pages, the REST API, the OpenAI endpoint).
+READ_ONLY = gettext_lazy(
+    "You may read this knowledge base but not change its documents; ask an administrator."
+)
+NO_SUCH_DOCUMENT = gettext_lazy("No such document.")
+NO_SUCH_KNOWLEDGE_BASE = gettext_lazy("No such knowledge base.")
 
 
 def cites_a_document(citation: object) -> bool:

@@ -63,7 +63,7 @@ def readable_document(user, pk: int) -> Document:
     documents = Document.objects.readable_by(user).select_related("knowledge_base")
     document = documents.filter(pk=pk).first() if pk <= s.MAX_ID else None
     if document is None:
-        raise exceptions.NotFound(_("No such document."), "not_found")
+        raise exceptions.NotFound(access.NO_SUCH_DOCUMENT, "not_found")
     return document
 
 
@@ -74,12 +74,7 @@ def may_create_knowledge_bases(user) -> bool:
 def check_manageable(user, knowledge_base: KnowledgeBase) -> None:
     """Uploading and deleting follow the pages' rule (KnowledgeBase.objects.manageable_by)."""
     if not KnowledgeBase.objects.manageable_by(user).filter(pk=knowledge_base.pk).exists():
-        raise exceptions.PermissionDenied(
-            _(
-                "You may read this knowledge base but not change its documents; "
-                "ask an administrator."
-            )
-        )
+        raise exceptions.PermissionDenied(access.READ_ONLY)
 
 
 # --- Knowledge bases ------------------------------------------------------------------------------

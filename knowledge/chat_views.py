@@ -113,7 +113,7 @@ def answer_stream(request: AuthenticatedHttpRequest) -> HttpResponse | Streaming
     try:
         knowledge_bases = access.readable_knowledge_bases(request.user, data["knowledge_bases"])
     except KnowledgeBaseNotFoundError:
-        return page_error(_("No such knowledge base."), 404)
+        return page_error(access.NO_SUCH_KNOWLEDGE_BASE, 404)
     conversation = None
     if data["conversation"]:
         try:

@@ -25,7 +25,7 @@ from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 from generation.errors import GenerationError, GenerationRequestError, GenerationUnavailableError
 from retrieval.errors import RetrievalError
 
-from . import answering, security
+from . import access, answering, security
 from .conversations import ConversationNotFoundError
 from .errors import KnowledgeBaseNotFoundError, LockTimeoutError, UploadRejectedError
 from .sse import sse_event
@@ -225,7 +225,7 @@ def as_api_exception(exc: Exception) -> Exception:
 
 def knowledge_bases_not_found(ids: list[int]) -> str:
     if not ids:
-        return _("No such knowledge base.")
+        return str(access.NO_SUCH_KNOWLEDGE_BASE)
     return _("No such knowledge base: %(ids)s.") % {"ids": ", ".join(map(str, ids))}
 
 

@@ -20,10 +20,9 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
-from . import documents, uploads
+from . import access, documents, uploads
 from .document_errors import translated_error
 from .errors import UploadRejectedError
 from .forms import MAX_ID, ReplaceForm, UploadForm
@@ -35,9 +34,6 @@ logger = logging.getLogger(__name__)
 logger = logging.getLogger(__name__)
 
 
-READ_ONLY = gettext_lazy("You may read this knowledge base but not change its documents.")
-
-
 CONTEXT_CHUNKS = 2  # chunks shown before and after a cited one on the passage page
 
 
@@ -47,7 +43,7 @@ def manageable_document(user, pk: int) -> Document:
         Document.objects.readable_by(user).select_related("knowledge_base"), pk=pk
     )
     if not Document.objects.manageable_by(user).filter(pk=pk).exists():
-        raise PermissionDenied(READ_ONLY)
+        raise PermissionDenied(access.READ_ONLY)
     return document
 
 
@@ -157,8 +153,8 @@ def upload(request: HttpRequest, pk: int) -> HttpResponse:
     knowledge_base = get_object_or_404(KnowledgeBase.objects.readable_by(request.user), pk=pk)
     if not KnowledgeBase.objects.manageable_by(request.user).filter(pk=pk).exists():
         if wants_json(request):
-            return page_error(READ_ONLY, 403, results=[])
-        raise PermissionDenied(READ_ONLY)
+            return page_error(access.READ_ONLY, 403, results=[])
+        raise PermissionDenied(access.READ_ONLY)
     if request.method != "POST":
         return render(
             request,
@@ -257,7 +253,7 @@ def document_status_json(request: HttpRequest, pk: int) -> JsonResponse:
     """State, progress and error of one document, polled by the upload and document pages."""
     document = Document.objects.readable_by(request.user).filter(pk=pk).first()
     if document is None:
-        return page_error(_("No such document."), 404)
+        return page_error(access.NO_SUCH_DOCUMENT, 404)
     response = JsonResponse(document_status(document))
     response["Cache-Control"] = "no-store"
     return response
