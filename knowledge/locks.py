@@ -8,6 +8,7 @@ an flock on a file under the data dir, which the kernel frees when the process d
 from __future__ import annotations
 
 import fcntl
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,8 @@ import redis
 from django.conf import settings
 
 from .errors import LockTimeoutError
+
+logger = logging.getLogger(__name__)
 
 LOCK_EXPIRY_SECONDS = 15
 
@@ -57,14 +60,18 @@ def renewing_every(
     interval: float, renew: Callable[[], None], name: str, cleanup: Callable[[], None] | None = None
 ) -> Iterator[None]:
     """Call renew() every interval seconds from a thread while the block runs (a watchdog that
-    keeps a lock or lease alive only as long as this process is). cleanup() runs in that thread
-    when it stops."""
+    keeps a lock or lease alive only as long as this process is). A renewal that fails (a busy
+    database) is logged and tried again next round; callers choose an interval well inside
+    their lease. cleanup() runs in that thread when it stops."""
     stop = threading.Event()
 
     def loop() -> None:
         try:
             while not stop.wait(interval):
-                renew()
+                try:
+                    renew()
+                except Exception:  # e.g. SQLite busy: the next round tries again, in time
+                    logger.warning("Could not renew %s; trying again in %.0f s", name, interval)
         finally:
             if cleanup:
                 cleanup()
