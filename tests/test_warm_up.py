@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 FIRST_EMBEDDING = (
-    "import time; import rag_site.wsgi; from knowledge import services; "
+    "import time; import rag_site.wsgi; from knowledge import components; "
     "started = time.perf_counter(); components.get_embedder().embed(['When are receipts due?']); "
     "print(f'first {time.perf_counter() - started:.3f}')"
 )
