@@ -16,11 +16,13 @@ from generation.client import CircuitBreaker, VllmClient
 from generation.extractive import EmbedFunction, ExtractiveGenerator, IdfFunction
 from generation.faithfulness import Judge
 from generation.judges import cached_embed, make_judge
+from retrieval.dense import FaissIndex
 from retrieval.embedders import Embedder, HashingEmbedder, OnnxEmbedder, SentenceTransformerEmbedder
 from retrieval.limits import ParseLimits
 from retrieval.ocr import TesseractOcr
 from retrieval.rerank import Candidate, CrossEncoderReranker, NoReranker, Reranker, WindowReranker
-from retrieval.store import IndexStore
+from retrieval.sparse import Bm25Index
+from retrieval.store import IndexPair, IndexStore
 from retrieval.text import word_bigrams
 from retrieval.tokenize import Bm25Tokenizer
 
@@ -87,6 +89,23 @@ def _load_embedder(name: str, backend: str) -> Embedder:
     if factory:
         return factory(name)
     return EMBEDDING_BACKENDS[backend](name)
+
+
+def empty_index_pair() -> IndexPair:
+    """A new, empty dense and sparse index pair for the configured embedder, turning into an
+    approximate (IVF) index past RAG_ANN_THRESHOLD vectors."""
+    dense = FaissIndex(
+        get_embedder().dimension,
+        ann_threshold=settings.RAG_ANN_THRESHOLD,
+        probes=settings.RAG_ANN_PROBES,
+    )
+    return IndexPair(dense, Bm25Index())
+
+
+def with_search_settings(pair: IndexPair) -> IndexPair:
+    """A loaded pair, searched with the configured IVF probes (RAG_ANN_PROBES)."""
+    pair.dense.probes = settings.RAG_ANN_PROBES
+    return pair
 
 
 def get_index_store() -> IndexStore:

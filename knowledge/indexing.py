@@ -16,10 +16,9 @@ from django.db import transaction
 from retrieval.deltas import IndexDelta
 from retrieval.dense import FaissIndex
 from retrieval.errors import IndexNotBuiltError
-from retrieval.sparse import Bm25Index
 from retrieval.store import IndexPair, IndexStore
 
-from .components import get_embedder, get_index_store
+from .components import empty_index_pair, get_embedder, get_index_store, with_search_settings
 from .dispatch import merge_on_commit
 from .locks import knowledge_base_lock
 from .models import SEARCHABLE_STATES, Chunk, IndexChange, KnowledgeBase
@@ -196,15 +195,6 @@ def rebuild_index(knowledge_base: KnowledgeBase) -> int:
         return _sync_in_full(knowledge_base, get_index_store(), version, changes)
 
 
-def empty_index_pair() -> IndexPair:
-    dense = FaissIndex(
-        get_embedder().dimension,
-        ann_threshold=settings.RAG_ANN_THRESHOLD,
-        probes=settings.RAG_ANN_PROBES,
-    )
-    return IndexPair(dense, Bm25Index())
-
-
 def _add_chunks(pair: IndexPair, chunks, batch: int = 5000) -> None:
     rows = chunks.order_by("pk").values_list("pk", "text", "embedding")
     ids: list[int] = []
@@ -370,7 +360,7 @@ def loaded_index(knowledge_base: KnowledgeBase) -> IndexPair | None:
             pair = store.load(knowledge_base.pk, version)
     except IndexNotBuiltError:
         return None
-    pair.dense.probes = settings.RAG_ANN_PROBES
+    with_search_settings(pair)
     with _loaded_indexes_lock:
         _loaded_indexes[key] = (version, pair)
         _loaded_indexes.move_to_end(key)
