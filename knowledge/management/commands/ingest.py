@@ -40,13 +40,16 @@ class Command(BaseCommand):
         knowledge_base, _ = KnowledgeBase.objects.get_or_create(name=kb)
         failures, published = 0, time.monotonic()
         try:
-            with progress(files, unit="file", desc="Ingesting") as bar:
-                for path in bar:
+            # Updated by hand: a bar iterated over keeps its count to itself between redraws,
+            # so the file names and percentages shown beside it would stand next to a stale count.
+            with progress(total=len(files), unit="file", desc="Ingesting") as bar:
+                for path in files:
                     bar.set_postfix_str(path.name[:40])
                     row = ingest_file(knowledge_base, path, password, _showing_percent(bar, path))
                     failures += row["status"] == "failed"
                     with tqdm.external_write_mode():  # lines go above the bar, not through it
                         self.stdout.write(format_row(row, as_json))
+                    bar.update(1)
                     if time.monotonic() - published >= PUBLISH_EVERY_SECONDS:
                         indexing.sync_index(knowledge_base)
                         published = time.monotonic()
