@@ -8,8 +8,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from . import indexing, ingestion
-from .errors import DocumentBusyError
-from .locks import LockTimeoutError
+from .errors import DocumentBusyError, LockTimeoutError
 
 # An index publish whose knowledge base stays locked past RAG_LOCK_TIMEOUT is queued again to
 # run this many seconds later, at most SYNC_RETRIES times (each try waits RAG_LOCK_TIMEOUT for
@@ -55,17 +54,7 @@ def sync_index(self, knowledge_base_id: int) -> int | None:
     on commit by dispatch.publish_on_commit). While another process holds the knowledge base's
     lock past RAG_LOCK_TIMEOUT a worker retries it after SYNC_RETRY_SECONDS; None if the
     knowledge base was deleted meanwhile."""
-    from .models import KnowledgeBase
-
-    knowledge_base = KnowledgeBase.objects.filter(pk=knowledge_base_id).first()
-    if knowledge_base is None:
-        return None
-    try:
-        return indexing.sync_index(knowledge_base)
-    except LockTimeoutError as busy:
-        if self.request.is_eager:
-            raise  # run in the caller's process (RAG_CELERY_EAGER): a request answers 503
-        raise self.retry(exc=busy, countdown=SYNC_RETRY_SECONDS) from None
+    return _on_knowledge_base(self, knowledge_base_id, indexing.sync_index, raise_when_eager=True)
 
 
 @shared_task(bind=True, acks_late=True, max_retries=SYNC_RETRIES)
@@ -73,14 +62,25 @@ def merge_index(self, knowledge_base_id: int) -> int | None:
     """Merge the deltas of the knowledge base's published version into a new version when they
     are too many or too big (queued by indexing.queue_merge_if_needed); retried like sync_index
     while the lock is busy. None if the knowledge base was deleted meanwhile."""
+    return _on_knowledge_base(self, knowledge_base_id, indexing.merge_index, raise_when_eager=False)
+
+
+def _on_knowledge_base(task, knowledge_base_id: int, work, raise_when_eager: bool) -> int | None:
+    """work(knowledge_base) for a task; None if the knowledge base was deleted meanwhile. While
+    another process holds its lock past RAG_LOCK_TIMEOUT a worker retries after
+    SYNC_RETRY_SECONDS. Run eagerly in the caller's process (RAG_CELERY_EAGER), a busy lock
+    reaches the caller with raise_when_eager (a request answers 503), or is left to the next
+    publish."""
     from .models import KnowledgeBase
 
     knowledge_base = KnowledgeBase.objects.filter(pk=knowledge_base_id).first()
     if knowledge_base is None:
         return None
     try:
-        return indexing.merge_index(knowledge_base)
+        return work(knowledge_base)
     except LockTimeoutError as busy:
-        if self.request.is_eager:
-            return None  # the next publish queues the merge again
-        raise self.retry(exc=busy, countdown=SYNC_RETRY_SECONDS) from None
+        if task.request.is_eager:
+            if raise_when_eager:
+                raise
+            return None
+        raise task.retry(exc=busy, countdown=SYNC_RETRY_SECONDS) from None
