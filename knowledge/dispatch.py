@@ -9,12 +9,16 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable
+from datetime import timedelta
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 from kombu.exceptions import KombuError
 
-from .models import Document
+from .models import Document, KnowledgeBase
 
 logger = logging.getLogger(__name__)
 
@@ -39,15 +43,20 @@ def _send_to_worker(document_id: int) -> None:
     )
 
 
-def _send_task(name: str, argument: int, cannot_queue: str) -> None:
-    """Run the task called name with argument in a worker; a broker that cannot take it is
-    logged with cannot_queue."""
+# A batched publish queued this long ago without starting is taken for lost (a broker that
+# refused it, a worker killed holding it): the next new document queues another.
+PUBLISH_QUEUE_LOST_SECONDS = 120
+
+
+def _send_task(name: str, argument: int, cannot_queue: str, countdown: float = 0) -> None:
+    """Run the task called name with argument in a worker, countdown seconds from now; a
+    broker that cannot take it is logged with cannot_queue."""
     task = current_app.tasks[name]
     if task.app.conf.task_always_eager:
         task.delay(argument)  # runs here: its errors are the caller's
         return
     try:
-        task.delay(argument)
+        task.apply_async((argument,), countdown=countdown or None)
     except (KombuError, OSError) as error:
         logger.warning(cannot_queue, argument, error)
 
@@ -67,6 +76,31 @@ def _send_sync(knowledge_base_id: int) -> None:
         "disabled and deleted documents out, and the next publish (any change, or "
         "`manage.py rebuild_index`) brings the indexes in line.",
     )
+
+
+def publish_soon(knowledge_base_id: int) -> None:
+    """Once the current transaction commits, queue a tasks.sync_index of the knowledge base to
+    run RAG_PUBLISH_DELAY seconds later, unless one is queued and has not started: the new
+    documents that workers finish meanwhile are published together, as one index version.
+
+    KnowledgeBase.publish_queued_at is the flag, set here by one atomic update and cleared by
+    the publish before it reads the changes (tasks.sync_index): a change committed before a
+    caller finds the flag set is read by the publish that clears it."""
+    transaction.on_commit(functools.partial(_send_sync_soon, knowledge_base_id))
+
+
+def _send_sync_soon(knowledge_base_id: int) -> None:
+    now = timezone.now()
+    lost = now - timedelta(seconds=settings.RAG_PUBLISH_DELAY + PUBLISH_QUEUE_LOST_SECONDS)
+    idle = Q(publish_queued_at__isnull=True) | Q(publish_queued_at__lt=lost)
+    if KnowledgeBase.objects.filter(idle, pk=knowledge_base_id).update(publish_queued_at=now):
+        _send_task(
+            SYNC_TASK,
+            knowledge_base_id,
+            "Cannot queue the index publish of knowledge base %s (%s); the next document "
+            "indexed, or the workers' sweep, queues it again.",
+            countdown=settings.RAG_PUBLISH_DELAY,
+        )
 
 
 def merge_on_commit(knowledge_base_id: int) -> None:

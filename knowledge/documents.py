@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from .dispatch import enqueue_ingestion, publish_on_commit
 from .indexing import note_index_changes
-from .ingestion import ingest_document
+from .ingestion import Publish, ingest_document
 from .models import Document
 
 
@@ -67,7 +67,7 @@ def reembed_in_process(document_id: int) -> Document | None:
     """Parse, chunk and embed the document again in this process, without publishing: for
     bulk re-embedding, which rebuilds the indexes once at the end."""
     _mark_queued(document_id)
-    return ingest_document(document_id, publish=False)
+    return ingest_document(document_id, publish=Publish.BY_CALLER)
 
 
 def _mark_queued(document_id: int) -> None:

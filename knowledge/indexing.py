@@ -8,10 +8,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from retrieval.deltas import IndexDelta
 from retrieval.dense import FaissIndex
@@ -19,9 +21,9 @@ from retrieval.errors import IndexNotBuiltError
 from retrieval.store import IndexPair, IndexStore
 
 from .components import empty_index_pair, get_embedder, get_index_store, with_search_settings
-from .dispatch import merge_on_commit
+from .dispatch import PUBLISH_QUEUE_LOST_SECONDS, merge_on_commit, publish_soon
 from .locks import knowledge_base_lock
-from .models import SEARCHABLE_STATES, Chunk, IndexChange, KnowledgeBase
+from .models import SEARCHABLE_STATES, Chunk, Document, IndexChange, KnowledgeBase
 
 
 def searchable_chunks(knowledge_base: KnowledgeBase):
@@ -45,6 +47,28 @@ def note_index_changes(knowledge_base_id: int, document_ids: Iterable[int]) -> N
         )
         for document_id, removed in held.items()
     )
+
+
+def publish_started(knowledge_base_id: int) -> None:
+    """Clear the knowledge base's queued-publish flag (dispatch.publish_soon): the publish about
+    to run reads every change committed before this."""
+    KnowledgeBase.objects.filter(pk=knowledge_base_id).exclude(publish_queued_at=None).update(
+        publish_queued_at=None
+    )
+
+
+def publish_forgotten_changes() -> list[int]:
+    """Queue a batched publish (dispatch.publish_soon) of each knowledge base whose changes
+    have waited longer than a lost publish may take: its message lost with the broker, or its
+    worker killed. Returns the knowledge bases' ids."""
+    waited = settings.RAG_PUBLISH_DELAY + PUBLISH_QUEUE_LOST_SECONDS
+    forgotten = IndexChange.objects.filter(
+        created_at__lt=timezone.now() - timedelta(seconds=waited)
+    )
+    ids = sorted(set(forgotten.values_list("knowledge_base_id", flat=True)))
+    for knowledge_base_id in ids:
+        publish_soon(knowledge_base_id)
+    return ids
 
 
 def sync_index(knowledge_base: KnowledgeBase) -> int:
@@ -126,9 +150,13 @@ def _record(
     update: dict[str, int | str] = {"index_version": version}
     if full or _embedder_may_differ(knowledge_base, changes):
         update["embedding_model"] = indexed_embedding_model(knowledge_base)[:500]
+    published = [document_id for _, document_id, _ in changes]
     with transaction.atomic():
         KnowledgeBase.objects.filter(pk=knowledge_base.pk).update(**update)
         IndexChange.objects.filter(pk__in=[pk for pk, *_ in changes]).delete()
+        Document.objects.awaiting_publish().filter(pk__in=published).update(
+            state=Document.State.INDEXED, progress=100, indexed_at=timezone.now()
+        )
     store.prune(knowledge_base.pk, version, keep=settings.RAG_INDEX_VERSIONS_KEPT)
     return version
 

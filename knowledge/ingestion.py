@@ -4,6 +4,7 @@ publish, or mark it failed with a message for its owner.
 
 from __future__ import annotations
 
+import enum
 import io
 import logging
 from collections.abc import Callable, Iterator
@@ -25,11 +26,11 @@ from retrieval.types import Attachment
 
 from . import metrics
 from .components import get_embedder, get_ocr, parse_limits
-from .dispatch import enqueue_ingestion
+from .dispatch import enqueue_ingestion, publish_soon
 from .errors import DocumentBusyError, DocumentDeletedError, UploadRejectedError
 from .indexing import note_index_changes, sync_index, sync_index_locked
 from .locks import knowledge_base_lock, renewing_every
-from .models import HEADING_SEPARATOR, Chunk, Document
+from .models import AWAITING_PUBLISH_PROGRESS, HEADING_SEPARATOR, Chunk, Document
 from .uploads import add_document
 
 logger = logging.getLogger(__name__)
@@ -42,18 +43,29 @@ ProgressCallback = Callable[[int], None]
 PARSED_PERCENT = 40  # then embedding takes it to 95
 
 
+class Publish(enum.Enum):
+    """When the index version holding a document's new chunks is published."""
+
+    NOW = "now"  # in the transaction that stores them
+    # A new document with the others that workers finish within RAG_PUBLISH_DELAY seconds
+    # (dispatch.publish_soon); a document whose indexed chunks it replaces, now.
+    BATCHED = "batched"
+    BY_CALLER = "by caller"  # bulk imports: sync_index once at the end, or every few seconds
+
+
 def ingest_document(
-    document_id: int, progress: ProgressCallback | None = None, *, publish: bool = True
+    document_id: int, progress: ProgressCallback | None = None, *, publish: Publish = Publish.NOW
 ) -> Document | None:
     """Parse, chunk, embed and index one document; idempotent and safe to run again after a crash.
 
     Returns the document (indexed or failed), or None if it was deleted meanwhile. Raises
-    DocumentBusyError while another live worker holds the document's lease. publish=False
-    stores the chunks without publishing new indexes: for bulk imports, which call
-    sync_index once at the end instead of once per document.
+    DocumentBusyError while another live worker holds the document's lease. publish says when
+    its chunks become searchable (Publish).
     """
     document = _claim(document_id)
     if document is None or document.state != Document.State.PROCESSING:
+        return document
+    if document.lease_expires_at is None:  # not claimed: it waits for its batched publish
         return document
     with _lease_heartbeat(document.pk):
         try:
@@ -64,7 +76,7 @@ def ingest_document(
 
 
 def _ingest_claimed(
-    document: Document, report: ProgressCallback, publish: bool = True
+    document: Document, report: ProgressCallback, publish: Publish
 ) -> Document | None:
     try:
         with document.file.open("rb") as handle:
@@ -106,9 +118,10 @@ def _ingest_claimed(
         [chunk.text for chunk in chunks],
         progress=lambda done, total: report(PARSED_PERCENT + 55 * done // total),
     )
-    if not _store_chunks(document, parsed, chunks, vectors, embedder.name, publish):
+    stored = _store_chunks(document, parsed, chunks, vectors, embedder.name, publish)
+    if stored is None:
         return None
-    finished = _finish(document)
+    finished = _await_publish(document) if stored is Publish.BATCHED else _finish(document)
     _ingest_attachments(finished, parsed.attachments, publish)
     return finished
 
@@ -127,7 +140,7 @@ def _page_progress(report: ProgressCallback) -> Callable[[int, int], None]:
     return pages_done
 
 
-def _ingest_attachments(message: Document, attachments: list[Attachment], publish: bool) -> None:
+def _ingest_attachments(message: Document, attachments: list[Attachment], publish: Publish) -> None:
     """Store each readable attachment of an indexed e-mail as a document of its own, linked to
     the message (deleted with it), and ingest it now, so that both are searchable together."""
     for attachment in attachments:
@@ -203,6 +216,8 @@ def _claim(document_id: int) -> Document | None:
             Document.State.DISABLED,
         ):
             return document
+        if Document.objects.awaiting_publish().filter(pk=document.pk).exists():
+            return document  # stored; a second message for it (a worker's start) has no work
         now = timezone.now()
         if (
             document.state == Document.State.PROCESSING
@@ -226,9 +241,10 @@ def _lease_heartbeat(document_id: int) -> Iterator[None]:
 
     def renew() -> None:
         lease = timezone.now() + timedelta(seconds=settings.RAG_INGEST_LEASE_SECONDS)
-        Document.objects.filter(pk=document_id, state=Document.State.PROCESSING).update(
-            lease_expires_at=lease
-        )
+        holding = Document.objects.filter(
+            pk=document_id, state=Document.State.PROCESSING, lease_expires_at__isnull=False
+        )  # a document waiting for its batched publish has no lease to renew
+        holding.update(lease_expires_at=lease)
 
     # cleanup closes the thread's own database connection.
     with renewing_every(
@@ -254,20 +270,25 @@ def _progress_reporter(document: Document, callback: ProgressCallback | None) ->
 
 
 def _store_chunks(
-    document, parsed, chunks, vectors: np.ndarray, embedding_model: str, publish: bool = True
-) -> bool:
+    document, parsed, chunks, vectors: np.ndarray, embedding_model: str, publish: Publish
+) -> Publish | None:
     """Swap the document's chunks for the new ones in one transaction (and retire what it
-    replaces). Returns False if the document was deleted meanwhile.
+    replaces). Returns when they are published, or None if the document was deleted meanwhile.
 
-    With publish, the index version holding the new chunks is published inside that
+    Published now, the index version holding the new chunks is published inside that
     transaction (under the knowledge base's lock, taken first), so that searches see the old
     chunks with the old version until both the new chunks and the new version are committed:
-    a document indexed again never drops out of search.
+    a document indexed again never drops out of search. That is why a batched document that
+    replaces indexed chunks is published now too; a new one has nothing to drop out, and
+    waits for its publish in the same transaction (DocumentQuerySet.awaiting_publish).
     """
-    lock = knowledge_base_lock(document.knowledge_base_id) if publish else nullcontext()
+    if publish is Publish.BATCHED and _replaces_indexed_chunks(document):
+        publish = Publish.NOW
+    now = publish is Publish.NOW
+    lock = knowledge_base_lock(document.knowledge_base_id) if now else nullcontext()
     with lock, transaction.atomic():
         if not Document.objects.select_for_update().filter(pk=document.pk).exists():
-            return False
+            return None
         note_index_changes(document.knowledge_base_id, [document.pk])
         Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(
@@ -293,14 +314,33 @@ def _store_chunks(
             chunk_count=len(chunks),
             embedding_model=embedding_model[:500],
             warnings="\n".join(parsed.warnings),
-            progress=96,
+            **_awaiting_publish() if publish is Publish.BATCHED else {"progress": 96},
         )
         if document.replaces_id:
             note_index_changes(document.knowledge_base_id, [document.replaces_id])
             Document.objects.filter(pk=document.replaces_id).delete()
-        if publish:
+        if now:
             sync_index_locked(document.knowledge_base)
-    return True
+        elif publish is Publish.BATCHED:
+            publish_soon(document.knowledge_base_id)
+    return publish
+
+
+def _awaiting_publish() -> dict[str, object]:
+    """The fields of a document waiting for its batched publish: no worker holds it now."""
+    return {
+        "progress": AWAITING_PUBLISH_PROGRESS,
+        "lease_expires_at": None,
+        "error": "",
+        "password": "",
+    }
+
+
+def _replaces_indexed_chunks(document: Document) -> bool:
+    """Whether storing the document's new chunks deletes chunks that searches may be finding:
+    its own (indexed again) or those of the document it replaces."""
+    owners = [document.pk, document.replaces_id] if document.replaces_id else [document.pk]
+    return Chunk.objects.filter(document_id__in=owners).exists()
 
 
 def _fail(document: Document, message: str, reason: str | Exception) -> Document | None:
@@ -325,6 +365,13 @@ def fail_document(document_id: int, message: str, reason: str = "stopped") -> Do
     """Mark a document failed with a message for its owner (used when a task is stopped)."""
     document = Document.objects.select_related("knowledge_base").filter(pk=document_id).first()
     return _fail(document, message, reason) if document else None
+
+
+def _await_publish(document: Document) -> Document:
+    """A document stored for a batched publish, which marks it indexed (indexing._record)."""
+    document.refresh_from_db()
+    metrics.observe_indexed(document.page_count, document.chunk_count)
+    return document
 
 
 def _finish(document: Document) -> Document:

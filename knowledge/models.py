@@ -40,6 +40,16 @@ class DocumentQuerySet(models.QuerySet["Document"]):
             knowledge_base__in=KnowledgeBase.objects.manageable_by(user).values("pk")
         )
 
+    def awaiting_publish(self) -> DocumentQuerySet:
+        """New documents whose chunks are stored and wait for their batched index publish
+        (ingestion.Publish.BATCHED): processing at AWAITING_PUBLISH_PROGRESS, with no lease,
+        since no worker holds them; the publish marks them indexed."""
+        return self.filter(
+            state=Document.State.PROCESSING,
+            progress=AWAITING_PUBLISH_PROGRESS,
+            lease_expires_at__isnull=True,
+        )
+
 
 class KnowledgeBase(models.Model):
     name = models.CharField(max_length=100, unique=True)
@@ -64,6 +74,9 @@ class KnowledgeBase(models.Model):
         default=0, help_text="Version of the published FAISS and BM25 indexes (0: none yet)."
     )
     embedding_model = models.CharField(max_length=500, blank=True)
+    # When a batched publish of new documents was queued (dispatch.publish_soon); cleared as the
+    # publish starts, so that each batch queues one.
+    publish_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -159,6 +172,7 @@ class Document(models.Model):
 
 # Documents whose chunks belong in the published indexes. A document being re-ingested keeps
 # its old chunks searchable until the new ones replace them.
+AWAITING_PUBLISH_PROGRESS = 99  # DocumentQuerySet.awaiting_publish
 SEARCHABLE_STATES = (Document.State.INDEXED, Document.State.PROCESSING, Document.State.QUEUED)
 # Joins the headings above a chunk in Chunk.heading_path.
 HEADING_SEPARATOR = " › "

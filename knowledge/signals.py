@@ -47,6 +47,7 @@ def stop_recovery(**_: object) -> None:
 def _sweep() -> None:
     from django.db import close_old_connections
 
+    from .indexing import publish_forgotten_changes
     from .ingestion import recover_stalled_documents
 
     interval = max(1.0, settings.RAG_INGEST_LEASE_SECONDS / 2)
@@ -55,6 +56,8 @@ def _sweep() -> None:
             ids = recover_stalled_documents(include_queued=False)
             if ids:
                 logger.info("Took over %d abandoned document(s): %s", len(ids), ids)
+            if ids := publish_forgotten_changes():
+                logger.info("Queued the lost index publish of knowledge base(s) %s", ids)
         except Exception:  # the sweep must outlive a database hiccup
             logger.exception("The stalled-document sweep failed; it will try again.")
         finally:

@@ -33,7 +33,7 @@ def ingest_document(self, document_id: int) -> str:
     A document that takes longer than RAG_INGEST_TIME_LIMIT seconds is marked failed.
     """
     try:
-        document = ingestion.ingest_document(document_id)
+        document = ingestion.ingest_document(document_id, publish=ingestion.Publish.BATCHED)
         if document:
             indexing.queue_merge_if_needed(document.knowledge_base_id)
     except DocumentBusyError as busy:
@@ -53,7 +53,10 @@ def sync_index(self, knowledge_base_id: int) -> int | None:
     """Publish a new index version of the knowledge base if the database has changed (queued
     on commit by dispatch.publish_on_commit). While another process holds the knowledge base's
     lock past RAG_LOCK_TIMEOUT a worker retries it after SYNC_RETRY_SECONDS; None if the
-    knowledge base was deleted meanwhile."""
+    knowledge base was deleted meanwhile. A batched publish (dispatch.publish_soon) is marked
+    started before it reads the changes, so that documents finished from now on queue the
+    next one."""
+    indexing.publish_started(knowledge_base_id)
     return _on_knowledge_base(self, knowledge_base_id, indexing.sync_index, raise_when_eager=True)
 
 

@@ -359,6 +359,11 @@ RAG_INDEX_VERSIONS_KEPT = env_int("RAG_INDEX_VERSIONS_KEPT", 2, minimum=1)
 # Knowledge bases whose indexes a web or worker process keeps loaded (least recently used go).
 RAG_INDEX_CACHE_SIZE = env_int("RAG_INDEX_CACHE_SIZE", 32, minimum=1)
 RAG_LOCK_TIMEOUT = env_int("RAG_LOCK_TIMEOUT", 600, minimum=1)
+# New documents that workers finish within this many seconds of each other are published as one
+# index version (bulk uploads); a single upload is searchable this long after it is indexed.
+RAG_PUBLISH_DELAY = env_float("RAG_PUBLISH_DELAY", 2.0)
+if RAG_PUBLISH_DELAY < 0:
+    raise ImproperlyConfigured("RAG_PUBLISH_DELAY must be 0 or more seconds.")
 RAG_DEMO_KB = os.environ.get("RAG_DEMO_KB", "demo")
 
 # --- REST API (/api/v1/) and the OpenAI-compatible API (/v1/) -----------------------------------

@@ -82,15 +82,17 @@ class Worker:
 
 
 @pytest.fixture
-def start_worker(tmp_path) -> Iterator[Callable[[], Worker]]:
+def start_worker(tmp_path) -> Iterator[Callable[..., Worker]]:
     """Start a worker on a queue of its own, which the app sends to; killed after the test."""
     started: list[Worker] = []
     previous = app.conf.task_default_queue
 
-    def start() -> Worker:
+    def start(**env: str) -> Worker:
+        """env: settings of the worker's own (RAG_EMBEDDING_MODEL="hashing:64")."""
         queue = f"test-{uuid.uuid4().hex[:8]}"
         app.conf.task_default_queue = queue
         started.append(Worker(queue, tmp_path / f"worker-{len(started)}.log"))
+        started[-1].env.update(env)
         started[-1].start()
         return started[-1]
 

@@ -101,7 +101,10 @@ class Command(BaseCommand):
             upload = uploads.add_document(knowledge_base, name, io.BytesIO(text.encode()))
             document = upload.document
             if document.state == Document.State.QUEUED:
-                document = ingestion.ingest_document(document.pk, publish=False) or document
+                document = (
+                    ingestion.ingest_document(document.pk, publish=ingestion.Publish.BY_CALLER)
+                    or document
+                )
             if document.state == Document.State.INDEXED:
                 ids[row["_id"]] = document.pk
         self.stderr.write(f"Building the search indexes of {len(ids)} document(s)…")

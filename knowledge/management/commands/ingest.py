@@ -99,7 +99,10 @@ def ingest_file(
         row["status"] = "skipped"
     else:
         # Published by the caller, with the other files of its batch.
-        document = ingestion.ingest_document(document.pk, progress, publish=False) or document
+        document = (
+            ingestion.ingest_document(document.pk, progress, publish=ingestion.Publish.BY_CALLER)
+            or document
+        )
         row["status"] = document.state
     row.update(pages=document.page_count, chunks=document.chunk_count, error=document.error or None)
     if row["status"] == "skipped" and document.state == Document.State.FAILED:
