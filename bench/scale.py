@@ -2,7 +2,7 @@
 
 Usage: python bench/scale.py [--sizes 100000,1000000] [--json] [--queries N] [--sample N]
                              [--model PATH] [--backend onnx-int8|onnx|torch] [--threads N]
-                             [--skip-langchain] [--hnsw-max N]
+                             [--skip-langchain] [--hnsw-max N] [--deltas N]
 
 Each corpus is generated: texts of 70-210 words drawn from a Zipf vocabulary of 50,000 made-up
 words (word i has probability proportional to 1 / (i + 1)), and 384-dimensional unit vectors
@@ -18,6 +18,10 @@ Queries are 3-8 Zipf words with a vector near a random chunk's. Systems, per siz
 - hybrid: our HybridRetriever over dense-ann and sparse, weighted fusion, 100 candidates per
   list, the query embedded by the real model in every call (reranking excluded), on the
   product's default embedding backend (--backend, default onnx-int8: RAG_EMBEDDING_BACKEND);
+- hybrid-after-deltas: the same retriever once --deltas documents of 10 chunks have been added
+  one by one (every 7th also deleting a chunk), each as an index delta applied to the indexes
+  held, which is what a web process does with the versions that workers publish (its build
+  column: the seconds spent applying them all);
 - rank-bm25: BM25Okapi over the same words (what LangChain's BM25Retriever runs);
 - langchain-ensemble: BM25Retriever + FAISS vector store (built from the same vectors with
   FAISS.from_embeddings) + HuggingFaceEmbeddings for the query + EnsembleRetriever 0.5/0.5.
@@ -51,10 +55,12 @@ if sys.path and Path(sys.path[0] or ".").resolve() == REPO_ROOT / "bench":
     sys.path[0] = str(REPO_ROOT)  # bench/ first on sys.path would shadow the packages
 
 from bench.retrieval import default_model, langchain_classes  # noqa: E402
+from retrieval.deltas import IndexDelta  # noqa: E402
 from retrieval.dense import FaissIndex, inverted_lists_for  # noqa: E402
 from retrieval.embedders import OnnxEmbedder, SentenceTransformerEmbedder  # noqa: E402
 from retrieval.hybrid import HybridRetriever  # noqa: E402
 from retrieval.sparse import Bm25Index  # noqa: E402
+from retrieval.store import IndexPair  # noqa: E402
 
 DIMENSION = 384
 VOCABULARY = 50_000
@@ -235,7 +241,8 @@ def measure_systems(
         results["sparse"] = results["sparse"]  # log again with the note
     log(f"[{size:,}] sparse: built in {seconds:.0f} s, p95 {results['sparse'].p95_ms:.1f} ms")
     results["dense-exact"], truth = measure_exact(corpus, options)
-    for name, row in measure_ann_and_hybrid(corpus, truth, sparse, embedder).items():
+    rows = measure_ann_and_hybrid(corpus, truth, sparse, embedder, options.deltas)
+    for name, row in rows.items():
         results[name] = row  # one at a time, so that each is logged
     log(f"[{size:,}] dense-ann: recall@10 {results['dense-ann'].recall_at_10:.3f}")
     if size <= options.hnsw_max:
@@ -264,9 +271,10 @@ def measure_exact(corpus: Corpus, options: argparse.Namespace) -> tuple[Result, 
 
 
 def measure_ann_and_hybrid(
-    corpus: Corpus, truth: list[list[int]], sparse: Bm25Index, embedder: Any
+    corpus: Corpus, truth: list[list[int]], sparse: Bm25Index, embedder: Any, deltas: int
 ) -> dict[str, Result]:
-    """Our dense index past its ANN threshold, and the hybrid retriever over it and BM25."""
+    """Our dense index past its ANN threshold, the hybrid retriever over it and BM25, and the
+    hybrid retriever again after deltas small documents were applied to both indexes."""
     ann, seconds, memory = built(lambda: dense_index(corpus, threshold=1))
     count = len(corpus.query_texts)
     times, hits = latencies(lambda i: ann.search(corpus.query_vectors[i], TOP_K), count)
@@ -282,7 +290,30 @@ def measure_ann_and_hybrid(
     hybrid.notes.append(
         f"query embedded by the model ({embedder.name}) in every call; build: see sparse, dense-ann"
     )
-    return {"dense-ann": dense, "hybrid": hybrid}
+    rows = {"dense-ann": dense, "hybrid": hybrid}
+    if deltas:
+        applied_s = apply_deltas(corpus, IndexPair(ann, sparse), deltas)
+        times, _ = latencies(lambda i: retriever.search(corpus.query_texts[i], TOP_K), count)
+        rows["hybrid-after-deltas"] = result(applied_s, 0.0, times)
+        rows["hybrid-after-deltas"].notes.append(
+            f"after {deltas} documents of 10 chunks applied one by one as deltas "
+            f"(build column: {applied_s:.1f} s applying them)"
+        )
+    return rows
+
+
+def apply_deltas(corpus: Corpus, pair: IndexPair, deltas: int) -> float:
+    """Add deltas documents of 10 new chunks to pair one by one, each an IndexDelta as a
+    publish writes it (every 7th also deletes a chunk of the corpus); the seconds taken."""
+    extra = generated_corpus(10 * deltas, 1, seed=7)
+    size = len(corpus.texts)
+    start = time.perf_counter()
+    for number in range(deltas):
+        rows = slice(10 * number, 10 * number + 10)
+        ids = np.arange(size + rows.start, size + rows.stop)
+        deleted = [number] if number % 7 == 6 else []
+        IndexDelta.of(ids, extra.vectors[rows], extra.texts[rows], deleted).apply(pair)
+    return time.perf_counter() - start
 
 
 def bm25_index(corpus: Corpus) -> Bm25Index:
@@ -375,6 +406,10 @@ def goals(results: dict[int, dict[str, Result]]) -> dict[str, Any]:
         ratio = row["langchain-ensemble"].p95_ms / row["hybrid"].p95_ms
         summary["langchain_over_hybrid_p95_at_100k"] = round(ratio, 1)
         summary["at_least_20x_faster_at_100k"] = ratio >= 20
+    for size, rows in results.items():
+        if "hybrid-after-deltas" in rows:
+            ratio = rows["hybrid-after-deltas"].p95_ms / rows["hybrid"].p95_ms
+            summary[f"hybrid_p95_after_over_before_deltas_at_{size}"] = round(ratio, 2)
     return summary
 
 
@@ -428,6 +463,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=1, help="threads of our query embedding model"
     )
     parser.add_argument("--hnsw-max", type=int, default=100_000, help="largest size for HNSW")
+    parser.add_argument(
+        "--deltas", type=int, default=500, help="documents added as deltas before hybrid again"
+    )
     options = parser.parse_args(argv)
     options.sizes = [int(size) for size in options.sizes.split(",") if size.strip()]
     options.model = options.model or default_model()
