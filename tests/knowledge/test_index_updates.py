@@ -132,3 +132,26 @@ def test_the_ingest_command_publishes_a_folder_once_not_once_per_file(tmp_path, 
         ).count()
     )
     assert indexing.check_index(knowledge_base).problems == []
+
+
+@pytest.mark.slow
+def test_merges_keep_the_deltas_few_over_500_documents_uploaded_one_by_one(
+    eager_celery, django_capture_on_commit_callbacks
+):
+    knowledge_base = make_knowledge_base()
+    most = 0
+    for number in range(500):
+        sections = [
+            f"## Day {day}\n\nMeal receipts of trip {number}, day {day}." for day in range(4)
+        ]
+        text = f"# Trip {number}\n\n" + "\n\n".join(sections)
+        document = add_text(knowledge_base, f"trip{number}.md", text)
+        with django_capture_on_commit_callbacks(execute=True):  # its publish, then any merge
+            tasks.ingest_document.apply(args=[document.pk])
+        most = max(most, len(manifest(knowledge_base).deltas))
+
+    assert most <= MAX_DELTAS
+    assert manifest(knowledge_base).base_covers > 0  # the deltas were folded into a new base
+    assert Document.objects.filter(state=Document.State.INDEXED).count() == 500
+    assert held_ids(knowledge_base) == set(Chunk.objects.values_list("pk", flat=True))
+    assert indexing.check_index(knowledge_base).problems == []
