@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from retrieval.chunking import sparse_text
 from retrieval.deltas import IndexDelta
 from retrieval.dense import FaissIndex
 from retrieval.errors import IndexNotBuiltError
@@ -23,7 +24,14 @@ from retrieval.store import IndexPair, IndexStore
 from .components import empty_index_pair, get_embedder, get_index_store, with_search_settings
 from .dispatch import PUBLISH_QUEUE_LOST_SECONDS, merge_on_commit, publish_soon
 from .locks import knowledge_base_lock
-from .models import SEARCHABLE_STATES, Chunk, Document, IndexChange, KnowledgeBase
+from .models import (
+    HEADING_SEPARATOR,
+    SEARCHABLE_STATES,
+    Chunk,
+    Document,
+    IndexChange,
+    KnowledgeBase,
+)
 
 
 def searchable_chunks(knowledge_base: KnowledgeBase):
@@ -116,7 +124,7 @@ def _delta_of(knowledge_base: KnowledgeBase, changes: list[tuple[int, int, list[
     deleted = sorted({chunk_id for *_, removed in changes for chunk_id in removed})
     ids, texts, vectors = [], [], []
     rows = searchable_chunks(knowledge_base).filter(document_id__in=document_ids)
-    for chunk_id, text, embedding in rows.order_by("pk").values_list("pk", "text", "embedding"):
+    for chunk_id, text, embedding in _indexed_rows(rows):
         ids.append(chunk_id)
         texts.append(text)
         vectors.append(bytes(embedding))
@@ -223,12 +231,22 @@ def rebuild_index(knowledge_base: KnowledgeBase) -> int:
         return _sync_in_full(knowledge_base, get_index_store(), version, changes)
 
 
+def _indexed_rows(chunks, batch: int = 5000) -> Iterator[tuple[int, str, bytes]]:
+    """(id, the text BM25 indexes, embedding) of each chunk, in id order: the text with its
+    document's title and headings (retrieval.chunking.sparse_text)."""
+    rows = chunks.order_by("pk").values_list(
+        "pk", "text", "embedding", "document__title", "heading_path"
+    )
+    for chunk_id, text, embedding, title, headings in rows.iterator(chunk_size=batch):
+        heading_path = headings.split(HEADING_SEPARATOR) if headings else []
+        yield chunk_id, sparse_text(text, title, heading_path), embedding
+
+
 def _add_chunks(pair: IndexPair, chunks, batch: int = 5000) -> None:
-    rows = chunks.order_by("pk").values_list("pk", "text", "embedding")
     ids: list[int] = []
     texts: list[str] = []
     vectors: list[bytes] = []
-    for chunk_id, text, embedding in rows.iterator(chunk_size=batch):
+    for chunk_id, text, embedding in _indexed_rows(chunks, batch):
         ids.append(chunk_id)
         texts.append(text)
         vectors.append(bytes(embedding))

@@ -31,7 +31,7 @@ from .errors import DocumentBusyError, DocumentDeletedError, UploadRejectedError
 from .indexing import note_index_changes, sync_index, sync_index_locked
 from .locks import knowledge_base_lock, renewing_every
 from .models import AWAITING_PUBLISH_PROGRESS, HEADING_SEPARATOR, Chunk, Document
-from .uploads import add_document
+from .uploads import add_document, default_title
 
 logger = logging.getLogger(__name__)
 
@@ -308,7 +308,7 @@ def _store_chunks(
             batch_size=500,
         )
         Document.objects.filter(pk=document.pk).update(
-            title=(parsed.title or document.title)[:500],
+            title=_title(document, parsed),
             file_type=parsed.file_type,
             page_count=parsed.page_count,
             chunk_count=len(chunks),
@@ -324,6 +324,14 @@ def _store_chunks(
         elif publish is Publish.BATCHED:
             publish_soon(document.knowledge_base_id)
     return publish
+
+
+def _title(document: Document, parsed) -> str:
+    """The title the file carries, unless the document was given one (an importer, an admin):
+    a title other than its file name's is kept."""
+    if document.title and document.title != default_title(document.original_name):
+        return document.title
+    return (parsed.title or document.title)[:500]
 
 
 def _awaiting_publish() -> dict[str, object]:

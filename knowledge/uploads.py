@@ -109,6 +109,11 @@ class UploadResult:
     created: bool
 
 
+def default_title(name: str) -> str:
+    """A document's title until ingestion reads the file's own: its file name without suffix."""
+    return Path(name).stem[:500]
+
+
 def add_document(
     knowledge_base: KnowledgeBase,
     name: str,
@@ -117,10 +122,12 @@ def add_document(
     password: str = "",
     replaces: Document | None = None,
     attached_to: Document | None = None,
+    title: str = "",
 ) -> UploadResult:
     """Store an upload as a queued Document, unless the same content is already in the base.
 
-    A failed copy of the same content is queued again (with the new password, if given).
+    A failed copy of the same content is queued again (with the new password, if given). The
+    title, when given, is kept; otherwise the file's own (or its name) is taken at ingestion.
     Raises UploadRejectedError (with its Refusal kind) for what the upload rule refuses.
     """
     with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
@@ -132,7 +139,7 @@ def add_document(
         document = Document(
             knowledge_base=knowledge_base,
             original_name=Path(name).name[:255],
-            title=Path(name).stem[:500],
+            title=(title.strip() or default_title(name))[:500],
             sha256=digest,
             size=size,
             password=password,

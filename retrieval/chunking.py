@@ -48,6 +48,25 @@ def chunk_sections(
     return chunks
 
 
+def sparse_text(text: str, title: str = "", heading_path: Sequence[str] = ()) -> str:
+    """What the BM25 index holds for a chunk: the document's title and the headings above the
+    chunk, each on a line of its own, then the chunk's text. A passage deep in a long document
+    then still matches the words that say what the whole is about, as a title field does in a
+    search engine (BEIR's multi-field BM25). A title or heading the text already starts with
+    (the first chunk of a section) is not repeated, nor is a heading equal to the title.
+
+    The dense vector is made from the text alone: the same title on every chunk made the
+    embeddings of a document's passages alike and lowered nDCG@10 (bench/tune.py).
+    """
+    head = text[:600]
+    context = []
+    for part in (title, *heading_path):
+        part = part.strip()
+        if part and part not in context and part not in head:
+            context.append(part)
+    return "\n".join([*context, text])
+
+
 def _bounded(
     pieces: list[str],
     count_tokens: Callable[[Sequence[str]], list[int]],

@@ -123,3 +123,30 @@ def test_weighted_and_rrf_fusion_both_rank_the_best_match_first(settings):
         settings.RAG_FUSION = fusion
         passages = search.search_passages([knowledge_base], "parental leave weeks", top_k=3)
         assert passages[0].document_title == "Leave"
+
+
+def test_bm25_finds_a_passage_deep_in_a_document_by_its_title_and_heading():
+    from knowledge import indexing, ingestion
+    from tests.factories import add_text
+
+    knowledge_base = make_knowledge_base()
+    filler = " ".join(f"Rule {n} of the handbook is kept as written." for n in range(60))
+    taxis = "Taxis are paid back with a receipt."
+    expenses = add_text(
+        knowledge_base, "h1.txt", f"{filler}\n\n{taxis}", title="Expense claims handbook"
+    )
+    safety = "# Safety rules\n\n## Night travel\n\nTaxis are safer at night. Taxis wait outside.\n"
+    documents_ = [
+        ingestion.ingest_document(expenses.pk),
+        indexed_text(knowledge_base, "s.md", safety),
+    ]
+    assert documents_[0].title == "Expense claims handbook"  # given, so kept over the file's own
+    assert documents_[1].title == "Safety rules"  # the file's own over the file name
+    deep = Chunk.objects.get(document=expenses, text__contains="Taxis")
+    assert deep.order > 0 and "Expense" not in deep.text
+
+    knowledge_base.refresh_from_db()  # its published version
+    sparse = indexing.loaded_index(knowledge_base).sparse
+    assert sparse.search("expense claims taxis", 1)[0].chunk_id == deep.pk
+    night = Chunk.objects.get(document=documents_[1], text__contains="Taxis")
+    assert sparse.search("night travel taxis", 1)[0].chunk_id == night.pk  # by its heading

@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.chunking import chunk_sections
+from retrieval.chunking import chunk_sections, sparse_text
 from retrieval.embedders import HashingEmbedder, SentenceTransformerEmbedder
 from retrieval.types import Section
 
@@ -66,3 +66,17 @@ def test_real_tokenizer_chunks_fit_all_minilm(settings):
     )
     assert max(model.count_tokens([c.text for c in chunks])) <= model.max_tokens == 254
     assert model.embed([c.text for c in chunks[:3]]).shape == (3, 384)
+
+
+def test_bm25_holds_a_chunk_after_its_title_and_headings_once():
+    text = "Taxis are refunded with a receipt."
+    assert sparse_text(text, "Expense handbook", ["Travel", "Taxis"]) == (
+        "Expense handbook\nTravel\n" + text  # "Taxis" is in the text already
+    )
+    first = "Expense handbook\n\nThis handbook says what is refunded."
+    assert sparse_text(first, "Expense handbook", ["Expense handbook"]) == first
+    assert sparse_text(text) == text
+    assert (
+        sparse_text("出租车凭发票报销。", "报销手册", ["差旅"])
+        == "报销手册\n差旅\n出租车凭发票报销。"
+    )

@@ -3,9 +3,10 @@
 
 Turns a labelled dataset folder into a knowledge base plus an evaluation dataset for `evaluate`:
 - BEIR layout (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv): each corpus entry becomes a text
-  document named <BEIR id>.txt ("title" then "text"); each query with judgements becomes a row
-  whose relevant_doc_ids are the ids of those documents in this database, and whose reference
-  answers are the query's `metadata.answers` where it has them (CMRC 2018).
+  document named <BEIR id>.txt ("title" then "text") with the entry's title as its title; each
+  query with judgements becomes a row whose relevant_doc_ids are the ids of those documents in
+  this database, and whose reference answers are the query's `metadata.answers` where it has
+  them (CMRC 2018).
 - llama-datasets layout (rag_dataset.json, source_files/): the source files are ingested as they
   are; each example becomes a row with its reference answer and reference contexts.
 """
@@ -91,14 +92,17 @@ class Command(BaseCommand):
         ]
 
     def _ingest_texts(self, knowledge_base, corpus: list[dict]) -> dict[str, int]:
-        """Add each corpus entry as <id>.txt, ingest without publishing, then publish once."""
+        """Add each corpus entry as <id>.txt titled with its title, ingest without publishing,
+        then publish once."""
         ids: dict[str, int] = {}
         for row in progress(corpus, unit="doc", desc="Ingesting the corpus"):
-            text = f"{row.get('title', '').strip()}\n\n{row.get('text', '').strip()}".strip()
+            title = row.get("title", "").strip()
+            text = f"{title}\n\n{row.get('text', '').strip()}".strip()
             if not text:
                 continue
             name = f"{row['_id']}.txt"
-            upload = uploads.add_document(knowledge_base, name, io.BytesIO(text.encode()))
+            content = io.BytesIO(text.encode())
+            upload = uploads.add_document(knowledge_base, name, content, title=title)
             document = upload.document
             if document.state == Document.State.QUEUED:
                 document = (
