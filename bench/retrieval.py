@@ -10,7 +10,8 @@ DIR holds BEIR's corpus.jsonl (title + text), queries.jsonl and qrels/test.tsv. 
 returns 100 documents for each test query:
 
 - ours-default: the product's search. Each document (title, blank line, text) is cut by the
-  product's chunking (retrieval.chunking, 200 tokens, overlap 40), the passages are searched by
+  product's chunking (retrieval.chunking, 200 tokens, overlap 40), BM25 holds each passage with
+  its document's title (retrieval.chunking.sparse_text), the passages are searched by
   HybridRetriever with the product's fusion defaults, and a document scores as its best passage;
   ours-passages-rrf: the same with reciprocal rank fusion;
 - doc-bm25, doc-dense, doc-hybrid-rrf, doc-hybrid-weighted (and doc-hybrid+rerank): "title text"
@@ -63,7 +64,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == REPO_ROOT / "bench":
     sys.path[0] = str(REPO_ROOT)
 
 from bench.peers import peer_systems  # noqa: E402
-from retrieval.chunking import chunk_sections  # noqa: E402
+from retrieval.chunking import chunk_sections, sparse_text  # noqa: E402
 from retrieval.dense import FaissIndex  # noqa: E402
 from retrieval.embedders import SentenceTransformerEmbedder  # noqa: E402
 from retrieval.hybrid import HybridRetriever  # noqa: E402
@@ -431,6 +432,9 @@ class Passages:
     texts: list[str]
     owner: np.ndarray  # passage -> index of its document in doc_ids
     doc_ids: list[str]
+    # What BM25 holds for each passage: its text after its document's title and headings, as
+    # the product indexes a chunk (retrieval.chunking.sparse_text).
+    sparse_texts: list[str] = field(default_factory=list)
 
 
 def passages_of(
@@ -446,6 +450,7 @@ def passages_of(
     one section. With title_every_passage, passages after the first start with the title too.
     """
     texts: list[str] = []
+    sparse_texts: list[str] = []
     owner: list[int] = []
     doc_ids = list(dataset.documents)
     for index, doc_id in enumerate(doc_ids):
@@ -464,8 +469,9 @@ def passages_of(
             if title_every_passage and number and title and not text.startswith(title):
                 text = f"{title}\n\n{text}"
             texts.append(text)
+            sparse_texts.append(sparse_text(text, title, chunk.heading_path))
             owner.append(index)
-    return Passages(texts, np.asarray(owner, dtype=np.int64), doc_ids)
+    return Passages(texts, np.asarray(owner, dtype=np.int64), doc_ids, sparse_texts)
 
 
 def documents_by_best_passage(
@@ -515,7 +521,7 @@ def build_passage_indexes(
     ids = np.arange(len(passages.texts))
     bm25 = {key: value for key, value in (("k1", k1), ("b", b)) if value is not None}
     sparse = Bm25Index(Bm25Tokenizer(), **bm25)
-    _, sparse_s = timed(lambda: sparse.add(ids, passages.texts))
+    _, sparse_s = timed(lambda: sparse.add(ids, passages.sparse_texts))
     dense = FaissIndex(embedder.dimension)
     _, dense_s = timed(lambda: dense.add(ids, vectors))
     build_s = chunk_s + embed_s + sparse_s + dense_s

@@ -9,11 +9,13 @@ are printed beside them and never used to choose. Steps:
 1. baseline: whole documents (truncated by the model), the former default fusion (min-max,
    dense weight 0.5), BM25 k1=1.5, b=0.75;
 2. passages: every document cut by the product's chunking, document score = best passage;
-3. fusion: reciprocal rank fusion, or min-max / z-score normalisation with dense weights
+3. BM25 title: BM25 holds each passage after its document's title, as the product indexes a
+   chunk (retrieval.chunking.sparse_text), or the passage alone;
+4. fusion: reciprocal rank fusion, or min-max / z-score normalisation with dense weights
    0.3 to 0.7;
-4. BM25: k1 in 0.9, 1.2, 1.5, 2.0 and b in 0.5, 0.75, 0.9;
-5. title (with --title): passages after a document's first also start with its title (their
-   vectors are embedded again, so this step costs a corpus embedding).
+5. BM25: k1 in 0.9, 1.2, 1.5, 2.0 and b in 0.5, 0.75, 0.9;
+6. title (with --title): the embedded passages after a document's first also start with its
+   title (their vectors are embedded again, so this step costs a corpus embedding).
 
 Vectors come from var/bench-cache as bench/retrieval.py leaves them (or are made and cached).
 """
@@ -65,11 +67,13 @@ class Setting:
     dense_weight: float = 0.5
     k1: float = 1.5
     b: float = 0.75
-    title_every_passage: bool = False
+    title_in_bm25: bool = False  # BM25 holds each passage after its document's title
+    title_every_passage: bool = False  # the embedded passages start with the title too
 
     def label(self) -> str:
         fusion = "rrf" if self.fusion == "rrf" else f"{self.normalisation} w={self.dense_weight}"
-        title = ", title on every passage" if self.title_every_passage else ""
+        title = ", title in BM25" if self.title_in_bm25 else ""
+        title += ", title on every passage" if self.title_every_passage else ""
         return f"{self.unit}s, {fusion}, k1={self.k1} b={self.b}{title}"
 
 
@@ -120,7 +124,13 @@ class Bench:
         return self._passages[title_every_passage]
 
     def sparse(self, setting: Setting, texts: list[str]) -> Bm25Index:
-        key = (setting.unit, setting.title_every_passage, setting.k1, setting.b)
+        key = (
+            setting.unit,
+            setting.title_every_passage,
+            setting.title_in_bm25,
+            setting.k1,
+            setting.b,
+        )
         if key not in self._sparse:
             index = Bm25Index(Bm25Tokenizer(), k1=setting.k1, b=setting.b)
             index.add(np.arange(len(texts)), texts)
@@ -136,6 +146,8 @@ class Bench:
         else:
             passages = self.passages(setting.title_every_passage)
             texts, dense = passages.passages.texts, passages.dense
+            if setting.title_in_bm25:
+                texts = passages.passages.sparse_texts
             owner, doc_ids, hits = passages.passages.owner, passages.passages.doc_ids, PASSAGE_HITS
         retriever = HybridRetriever(
             self.embedder,
@@ -192,6 +204,9 @@ def steps(
         log(f"Step {name}")
         current, tried = choose(benches, candidates)
         chosen.append((name, current, tried))
+    log("Step BM25 title")
+    current, tried = choose(benches, [current, replace(current, title_in_bm25=True)])
+    chosen.append(("bm25-title", current, tried))
     log("Step fusion")
     fusions = [replace(current, fusion="rrf")] + [
         replace(current, fusion="weighted", normalisation=norm, dense_weight=weight)
