@@ -24,7 +24,9 @@ of those texts, which shows whether they are the same vectors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -127,7 +129,8 @@ def llamaindex_systems(
     from llama_index.retrievers.bm25 import BM25Retriever
 
     log("Building LlamaIndex's VectorStoreIndex and BM25Retriever")
-    Settings.llm = None  # no LLM: num_queries=1 generates no queries (LlamaIndex's MockLLM)
+    with contextlib.redirect_stdout(sys.stderr):  # it prints "Using MockLLM." on stdout
+        Settings.llm = None  # no LLM: num_queries=1 generates no queries (LlamaIndex's MockLLM)
     embed_model = HuggingFaceEmbedding(model_name=model)
     Settings.embed_model = embed_model
     start = time.perf_counter()
