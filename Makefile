@@ -144,10 +144,10 @@ $(PEERS_STAMP): pyproject.toml requirements.lock
 
 .PHONY: bench-peers
 bench-peers: $(PEERS_STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 nice -n 10 $(PEERS)/bin/python bench/retrieval.py \
-		--beir ../shared/data/scifact --skip-rerank
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 nice -n 10 $(PEERS)/bin/python bench/retrieval.py \
-		--beir ../shared/data/cmrc2018 --skip-rerank
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PEERS)/bin/python bench/retrieval.py \
+		--beir ../shared/data/scifact --skip-rerank --torch-threads 1 --faiss-threads 1
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PEERS)/bin/python bench/retrieval.py \
+		--beir ../shared/data/cmrc2018 --skip-rerank --torch-threads 1 --faiss-threads 1
 
 # The fixed evaluation set: the Solana QA set imported as a knowledge base, every question
 # through the answering service, report in var/eval/; fails below EVAL_FAIL_UNDER faithfulness.
