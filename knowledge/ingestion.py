@@ -58,7 +58,8 @@ def ingest_document(
 ) -> Document | None:
     """Parse, chunk, embed and index one document; idempotent and safe to run again after a crash.
 
-    Returns the document (indexed or failed), or None if it was deleted meanwhile. Raises
+    Returns the document (indexed or failed; batched, processing until its publish marks it
+    indexed), or None if it was deleted meanwhile. Raises
     DocumentBusyError while another live worker holds the document's lease. publish says when
     its chunks become searchable (Publish).
     """
