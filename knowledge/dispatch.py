@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from celery import current_app
 from django.conf import settings
@@ -89,11 +89,18 @@ def publish_soon(knowledge_base_id: int) -> None:
     transaction.on_commit(functools.partial(_send_sync_soon, knowledge_base_id))
 
 
+def publish_lost_before() -> datetime:
+    """A batched publish queued, or a change noted, before this has waited longer than its
+    publish may take: the publish is taken for lost."""
+    return timezone.now() - timedelta(
+        seconds=settings.RAG_PUBLISH_DELAY + PUBLISH_QUEUE_LOST_SECONDS
+    )
+
+
 def _send_sync_soon(knowledge_base_id: int) -> None:
-    now = timezone.now()
-    lost = now - timedelta(seconds=settings.RAG_PUBLISH_DELAY + PUBLISH_QUEUE_LOST_SECONDS)
-    idle = Q(publish_queued_at__isnull=True) | Q(publish_queued_at__lt=lost)
-    if KnowledgeBase.objects.filter(idle, pk=knowledge_base_id).update(publish_queued_at=now):
+    idle = Q(publish_queued_at__isnull=True) | Q(publish_queued_at__lt=publish_lost_before())
+    queued = KnowledgeBase.objects.filter(idle, pk=knowledge_base_id)
+    if queued.update(publish_queued_at=timezone.now()):
         _send_task(
             SYNC_TASK,
             knowledge_base_id,

@@ -8,7 +8,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import numpy as np
 from django.conf import settings
@@ -22,7 +21,7 @@ from retrieval.errors import IndexNotBuiltError
 from retrieval.store import IndexPair, IndexStore
 
 from .components import empty_index_pair, get_embedder, get_index_store, with_search_settings
-from .dispatch import PUBLISH_QUEUE_LOST_SECONDS, merge_on_commit, publish_soon
+from .dispatch import merge_on_commit, publish_lost_before, publish_soon
 from .locks import knowledge_base_lock
 from .models import (
     HEADING_SEPARATOR,
@@ -69,10 +68,7 @@ def publish_forgotten_changes() -> list[int]:
     """Queue a batched publish (dispatch.publish_soon) of each knowledge base whose changes
     have waited longer than a lost publish may take: its message lost with the broker, or its
     worker killed. Returns the knowledge bases' ids."""
-    waited = settings.RAG_PUBLISH_DELAY + PUBLISH_QUEUE_LOST_SECONDS
-    forgotten = IndexChange.objects.filter(
-        created_at__lt=timezone.now() - timedelta(seconds=waited)
-    )
+    forgotten = IndexChange.objects.filter(created_at__lt=publish_lost_before())
     ids = sorted(set(forgotten.values_list("knowledge_base_id", flat=True)))
     for knowledge_base_id in ids:
         publish_soon(knowledge_base_id)

@@ -217,8 +217,8 @@ def _claim(document_id: int) -> Document | None:
             Document.State.DISABLED,
         ):
             return document
-        if Document.objects.awaiting_publish().filter(pk=document.pk).exists():
-            return document  # stored; a second message for it (a worker's start) has no work
+        if document.state == Document.State.PROCESSING and document.lease_expires_at is None:
+            return document  # stored, awaiting its batched publish: a second message has no work
         now = timezone.now()
         if (
             document.state == Document.State.PROCESSING
